@@ -1,0 +1,221 @@
+"""POST /events: validate one event or a batch and store it in S3.
+
+Responses for one event: 201 stored, 200 duplicate (the same content was already
+stored), 409 EVENT_CONFLICT (the eventId is stored with different content).
+A batch gets a per-event result list and a summary. Its status is 503 if any
+event failed to store. Otherwise it is 201 if any event was stored and none
+conflicts, 200 if all were duplicates, 409 if all conflict, and 207 for
+conflicts mixed with stored or duplicate events. Retrying any request is safe.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError as RouteNotFoundError
+
+from callflow.errors import CallflowError, ConflictError, StorageUnavailableError
+from callflow.events import CallEvent, parse_request_body
+from callflow.keys import event_key
+from callflow.observability import bind_request, make_logger
+from callflow.responses import error_response, json_response
+from callflow.settings import get_settings
+from callflow.store import (
+    STATUS_CONFLICT,
+    STATUS_DUPLICATE,
+    STATUS_STORED,
+    EventStore,
+    PutResult,
+    make_s3_client,
+)
+
+SERVICE_NAME = "storer"
+STATUS_FAILED = "failed"
+OUTCOME_MESSAGES = {
+    STATUS_STORED: "Event stored",
+    STATUS_DUPLICATE: "Duplicate event skipped",
+    STATUS_CONFLICT: "Event conflict",
+    STATUS_FAILED: "Event store failed",
+}
+DEFAULT_RETRY_AFTER_SECONDS = "2"
+
+logger = make_logger(SERVICE_NAME)
+app = APIGatewayRestResolver()
+
+
+@lru_cache(maxsize=1)
+def get_store() -> EventStore:
+    """Create the EventStore on first use and keep it for the execution environment."""
+    settings = get_settings()
+    if not settings.events_bucket:
+        raise RuntimeError("EVENTS_BUCKET is not set; the storer cannot store events")
+    return EventStore(
+        settings.events_bucket,
+        make_s3_client(),
+        time_index_shards=settings.time_index_shards,
+    )
+
+
+@app.post("/events")
+def post_events() -> Response:
+    started = time.perf_counter()
+    request = app.current_event
+    events, is_batch = parse_request_body(
+        request.body,
+        is_base64=bool(request.is_base64_encoded),
+        content_type=request.headers.get("content-type"),
+        settings=get_settings(),
+    )
+
+    store = get_store()
+    outcomes = store.put_events(events)
+    for event, outcome in zip(events, outcomes):
+        _log_outcome(event, outcome, store.bucket, started)
+
+    if is_batch:
+        return _batch_response(events, outcomes)
+    return _single_response(outcomes[0])
+
+
+def _single_response(outcome: PutResult | StorageUnavailableError) -> Response:
+    if isinstance(outcome, StorageUnavailableError):
+        raise outcome
+
+    if outcome.status == STATUS_CONFLICT:
+        raise ConflictError(
+            f"Event {outcome.event_id} is already stored with different content; "
+            "send a new eventId for a new event, or resend the stored content unchanged.",
+            details=[{"eventId": outcome.event_id, "s3Key": outcome.s3_key}],
+        )
+
+    body = {"eventId": outcome.event_id, "s3Key": outcome.s3_key, "status": outcome.status}
+    return json_response(201 if outcome.status == STATUS_STORED else 200, body)
+
+
+def _batch_response(
+    events: list[CallEvent], outcomes: list[PutResult | StorageUnavailableError]
+) -> Response:
+    results: list[dict[str, Any]] = []
+    summary = {STATUS_STORED: 0, STATUS_DUPLICATE: 0, STATUS_CONFLICT: 0, STATUS_FAILED: 0}
+    retry_after = DEFAULT_RETRY_AFTER_SECONDS
+    for index, (event, outcome) in enumerate(zip(events, outcomes)):
+        # A failed event reports the key it will have once a retry stores it.
+        result: dict[str, Any] = {
+            "index": index,
+            "eventId": event.event_id,
+            "s3Key": event_key(event.event_id),
+        }
+        if isinstance(outcome, StorageUnavailableError):
+            result.update(status=STATUS_FAILED, code=outcome.code, message=outcome.message)
+            retry_after = outcome.headers.get("Retry-After", retry_after)
+        else:
+            result.update(s3Key=outcome.s3_key, status=outcome.status)
+            if outcome.status == STATUS_CONFLICT:
+                result.update(
+                    code=ConflictError.code,
+                    message=(
+                        f"Event {outcome.event_id} is already stored with different content; "
+                        "send a new eventId for a new event."
+                    ),
+                )
+        summary[result["status"]] += 1
+        results.append(result)
+
+    body: dict[str, Any] = {"results": results, "summary": summary}
+    total = len(results)
+    if summary[STATUS_FAILED]:
+        body = {
+            "code": StorageUnavailableError.code,
+            "message": (
+                f"{summary[STATUS_FAILED]} of {total} events could not be stored because storage "
+                "is unavailable. Retry the whole batch: stored events come back as duplicates."
+            ),
+            **body,
+        }
+        return json_response(503, body, {"Retry-After": retry_after})
+    if summary[STATUS_CONFLICT] == total:
+        body = {
+            "code": ConflictError.code,
+            "message": "Every event of the batch is already stored with different content.",
+            **body,
+        }
+        return json_response(409, body)
+    if summary[STATUS_CONFLICT]:
+        return json_response(207, body)
+    if summary[STATUS_STORED]:
+        return json_response(201, body)
+    return json_response(200, body)
+
+
+def _log_outcome(
+    event: CallEvent,
+    outcome: PutResult | StorageUnavailableError,
+    bucket: str,
+    started: float,
+) -> None:
+    # Log only ids, the event type and sizes, because payload, from and to may
+    # contain personal data such as phone numbers.
+    fields: dict[str, Any] = {
+        "eventId": event.event_id,
+        "eventType": event.event_type,
+        "callId": event.call_id,
+        "s3Bucket": bucket,
+        "eventSize": len(event.to_json_bytes()),
+        "processingTimeMs": round((time.perf_counter() - started) * 1000, 1),
+    }
+    if isinstance(outcome, StorageUnavailableError):
+        fields.update(status=STATUS_FAILED, code=outcome.code, error=outcome.message)
+        logger.error(OUTCOME_MESSAGES[STATUS_FAILED], extra=fields)
+        return
+
+    fields.update(s3Key=outcome.s3_key, status=outcome.status)
+    if outcome.status == STATUS_CONFLICT:
+        logger.warning(OUTCOME_MESSAGES[STATUS_CONFLICT], extra=fields)
+    else:
+        logger.info(OUTCOME_MESSAGES[outcome.status], extra=fields)
+
+
+@app.exception_handler(CallflowError)
+def handle_callflow_error(error: CallflowError) -> Response:
+    # The message and details can repeat client values, so only the code is logged.
+    fields = {"code": error.code, "httpStatus": error.status}
+    if error.status >= 500:
+        logger.error("Request failed", extra=fields)
+    else:
+        logger.warning("Request rejected", extra=fields)
+    return error_response(error)
+
+
+@app.exception_handler(Exception)
+def handle_unexpected_error(error: Exception) -> Response:
+    logger.exception("Unexpected error", extra={"code": "INTERNAL_ERROR"})
+    request_id = app.current_event.request_context.request_id
+    body = {
+        "code": "INTERNAL_ERROR",
+        "message": (
+            "The storer failed unexpectedly. Retrying is safe; if it keeps failing, "
+            f"report requestId {request_id}."
+        ),
+    }
+    return json_response(500, body)
+
+
+@app.not_found
+def handle_route_not_found(error: RouteNotFoundError) -> Response:
+    request = app.current_event
+    body = {
+        "code": "ROUTE_NOT_FOUND",
+        "message": (
+            f"No route matches {request.http_method} {request.path}; "
+            "the storer serves POST /events."
+        ),
+    }
+    return json_response(404, body)
+
+
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    bind_request(logger, event, context)
+    return app.resolve(event, context)

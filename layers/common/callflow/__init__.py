@@ -1,0 +1,1 @@
+"""Shared code of the Callflow Service: event model, S3 layout, storage, responses, logging."""

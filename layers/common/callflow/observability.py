@@ -1,0 +1,44 @@
+"""Logger set-up shared by the handlers: Powertools JSON logs with request fields."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+
+# Modules of the callflow package log through logging.getLogger(__name__);
+# make_logger gives this parent logger the handler and format of the service.
+PACKAGE_LOGGER_NAME = "callflow"
+SERVICE_NAME_VARIABLE = "POWERTOOLS_SERVICE_NAME"
+
+
+def make_logger(service: str) -> Logger:
+    """Create the Powertools Logger of a function, with UTC ISO 8601 timestamps.
+
+    POWERTOOLS_SERVICE_NAME, which the template sets per function, overrides
+    `service`, so logs and metrics name the same service. The level comes from
+    POWERTOOLS_LOG_LEVEL (default INFO). Records of the callflow package's own
+    loggers go out in the same JSON form.
+    """
+    service_name = os.environ.get(SERVICE_NAME_VARIABLE) or service
+    logger = Logger(service=service_name, utc=True, use_rfc3339=True)
+
+    # Register the package logger first: the copy only reaches registered loggers.
+    logging.getLogger(PACKAGE_LOGGER_NAME)
+    copy_config_to_registered_loggers(source_logger=logger, include={PACKAGE_LOGGER_NAME})
+    return logger
+
+
+def bind_request(logger: Logger, event: dict[str, Any], context: Any) -> None:
+    """Add requestId and functionName to every following log line of `logger`.
+
+    requestId is API Gateway's requestContext.requestId, which the client can
+    quote, or the Lambda request id when the event has none.
+    """
+    request_context = event.get("requestContext") or {}
+    request_id = request_context.get("requestId") or getattr(context, "aws_request_id", None)
+    function_name = getattr(context, "function_name", None)
+    logger.append_keys(requestId=request_id, functionName=function_name)
