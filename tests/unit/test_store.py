@@ -459,8 +459,7 @@ def test_make_s3_client_is_cached_with_standard_retries():
     client = make_s3_client()
 
     assert make_s3_client() is client
-    # botocore stores max_attempts=3 (retries) as total_max_attempts=4 (attempts).
-    assert client.meta.config.retries == {"mode": "standard", "total_max_attempts": 4}
+    assert client.meta.config.retries == {"mode": "standard", "total_max_attempts": 3}
     assert client.meta.config.connect_timeout == store_module.S3_CONNECT_TIMEOUT_SECONDS
     assert client.meta.config.read_timeout == store_module.S3_READ_TIMEOUT_SECONDS
     make_s3_client.cache_clear()
