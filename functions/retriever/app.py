@@ -1,0 +1,246 @@
+"""Retriever function: GET /events, /events/{eventId}, /calls/{callId}/events and /health.
+
+The routes only translate between API Gateway and the callflow package:
+callflow.query parses, plans and pages, callflow.store reads S3, and every
+CallflowError becomes its JSON error response.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+from urllib.parse import unquote
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from callflow import secrets as callflow_secrets
+from callflow.errors import CallflowError, NotFoundError, StorageUnavailableError
+from callflow.events import validate_event_id
+from callflow.observability import bind_request, make_logger
+from callflow.query import (
+    EventQuery,
+    QueryResult,
+    decode_next_token,
+    encode_next_token,
+    parse_call_query,
+    parse_list_query,
+    run_query,
+)
+from callflow.responses import error_response, json_response
+from callflow.settings import get_settings
+from callflow.store import EventStore, make_s3_client
+
+SERVICE_NAME = "retriever"
+
+logger = make_logger(SERVICE_NAME)
+app = APIGatewayRestResolver()
+
+
+@app.get("/events/<event_id>")
+def get_event(event_id: str) -> Response:
+    started = time.perf_counter()
+    # Powertools takes the value from the request path, which may still be
+    # percent-encoded. No valid id contains "%", so decoding never alters one.
+    event_id = validate_event_id(unquote(event_id))
+
+    body = _event_store().get_event_bytes(event_id)
+    _log_query(
+        {"route": "event", "eventId": event_id},
+        result_count=0 if body is None else 1,
+        started=started,
+        objects_scanned=1,
+        list_calls=0,
+    )
+
+    if body is None:
+        raise NotFoundError(
+            f"Event {event_id!r} was not found: check the eventId, or store the event first.",
+            code="EVENT_NOT_FOUND",
+        )
+    # The stored bytes are canonical UTF-8 JSON and go out unchanged. A str
+    # body keeps Powertools from base64-encoding them.
+    return Response(
+        status_code=200,
+        content_type=content_types.APPLICATION_JSON,
+        body=body.decode("utf-8"),
+    )
+
+
+@app.get("/events")
+def list_events() -> Response:
+    started = time.perf_counter()
+    request = app.current_event
+    query = parse_list_query(
+        request.query_string_parameters,
+        now=datetime.now(UTC),
+        multi_params=request.multi_value_query_string_parameters,
+    )
+
+    result = _run_query(query)
+    body: dict[str, Any] = {"events": result.events, "count": len(result.events)}
+    if result.next_cursor is not None:
+        body["nextToken"] = encode_next_token(query, result.next_cursor, _pagination_key())
+
+    _log_result(query, result, started)
+    return json_response(200, body)
+
+
+@app.get("/calls/<call_id>/events")
+def get_call_events(call_id: str) -> Response:
+    started = time.perf_counter()
+    request = app.current_event
+    query = parse_call_query(
+        unquote(call_id),
+        request.query_string_parameters,
+        multi_params=request.multi_value_query_string_parameters,
+    )
+    assert query.call_id is not None
+
+    result = _run_query(query)
+    _log_result(query, result, started)
+
+    # Only an empty first page means the call does not exist. A later page can
+    # be empty when its index entries point at deleted event objects.
+    if not result.events and result.next_cursor is None and query.next_token is None:
+        raise NotFoundError(
+            f"No events were found for callId {query.call_id!r}: check the callId.",
+            code="CALL_NOT_FOUND",
+        )
+
+    body: dict[str, Any] = {
+        "callId": query.call_id,
+        "events": result.events,
+        "count": len(result.events),
+    }
+    if result.next_cursor is not None:
+        body["nextToken"] = encode_next_token(query, result.next_cursor, _pagination_key())
+    return json_response(200, body)
+
+
+@app.get("/health")
+def get_health() -> Response:
+    timestamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    try:
+        _event_store().check_bucket()
+    except StorageUnavailableError as error:
+        logger.warning("Health check failed", extra={"code": error.code, "error": error.message})
+        body = {
+            "status": "unhealthy",
+            "code": error.code,
+            "message": error.message,
+            "timestamp": timestamp,
+        }
+        return json_response(503, body, headers=error.headers)
+    return json_response(200, {"status": "healthy", "timestamp": timestamp})
+
+
+@app.not_found
+def handle_route_not_found(_error: Exception) -> Response:
+    request = app.current_event
+    return error_response(
+        NotFoundError(
+            f"No route matches {request.http_method} {request.path}: use GET /events, "
+            "GET /events/{eventId}, GET /calls/{callId}/events or GET /health.",
+            code="ROUTE_NOT_FOUND",
+        )
+    )
+
+
+@app.exception_handler(CallflowError)
+def handle_callflow_error(error: CallflowError) -> Response:
+    # The message and details can repeat client values, so only the code is logged.
+    fields = {"code": error.code, "httpStatus": error.status}
+    if error.status >= 500:
+        logger.error("Request failed", extra=fields)
+    else:
+        logger.warning("Request rejected", extra=fields)
+    return error_response(error)
+
+
+@app.exception_handler(Exception)
+def handle_unexpected_error(error: Exception) -> Response:
+    logger.exception("Unexpected error", extra={"code": "INTERNAL_ERROR"})
+    request_id = app.current_event.request_context.request_id
+    return error_response(
+        CallflowError(
+            "The retriever failed unexpectedly. Retrying is safe; if it keeps failing, "
+            f"report requestId {request_id}."
+        )
+    )
+
+
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    bind_request(logger, event, context)
+    return app.resolve(event, context)
+
+
+@lru_cache(maxsize=1)
+def _event_store() -> EventStore:
+    """Create the EventStore on first use and keep it for the execution environment."""
+    settings = get_settings()
+    if not settings.events_bucket:
+        raise RuntimeError("EVENTS_BUCKET is not set, so the retriever cannot read events")
+    return EventStore(
+        settings.events_bucket,
+        make_s3_client(),
+        time_index_shards=settings.time_index_shards,
+    )
+
+
+def _pagination_key() -> bytes:
+    """Return the HMAC key of nextTokens, read from Secrets Manager (cached)."""
+    secret_id = get_settings().pagination_secret_arn
+    try:
+        secret = callflow_secrets.get_secret_value(secret_id)
+    except callflow_secrets.SecretUnavailableError as error:
+        logger.error("Reading the pagination key failed", extra={"error": error.message})
+        raise StorageUnavailableError(
+            "The pagination key could not be read from Secrets Manager: retry the request "
+            "after the Retry-After interval."
+        ) from error
+    return secret.encode("utf-8")
+
+
+def _run_query(query: EventQuery) -> QueryResult:
+    cursor = None
+    if query.next_token is not None:
+        cursor = decode_next_token(query.next_token, query, _pagination_key())
+    return run_query(
+        query,
+        _event_store(),
+        time_index_shards=get_settings().time_index_shards,
+        cursor=cursor,
+    )
+
+
+def _log_result(query: EventQuery, result: QueryResult, started: float) -> None:
+    _log_query(
+        query.log_fields(),
+        result_count=len(result.events),
+        started=started,
+        objects_scanned=result.objects_scanned,
+        list_calls=result.list_calls,
+    )
+
+
+def _log_query(
+    fields: dict[str, Any],
+    *,
+    result_count: int,
+    started: float,
+    objects_scanned: int,
+    list_calls: int,
+) -> None:
+    logger.info(
+        "Query completed",
+        extra={
+            "query": fields,
+            "resultCount": result_count,
+            "queryTimeMs": round((time.perf_counter() - started) * 1000, 1),
+            "s3ObjectsScanned": objects_scanned,
+            "s3ListCalls": list_calls,
+        },
+    )
