@@ -21,7 +21,7 @@ LOCAL_AWS_ENV = AWS_ENDPOINT_URL=http://127.0.0.1:$(EMULATOR_PORT) \
 	AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 \
 	AWS_REGION=us-east-1 SAM_CLI_TELEMETRY=0 CALLFLOW_STACK_NAME=$(STACK_NAME)
 
-.PHONY: venv local url token stop status test test-unit test-integration wheel-tags validate clean
+.PHONY: venv local url token invoke stop status test test-unit test-integration wheel-tags validate clean
 
 venv: $(VENV)/.installed $(EMULATOR_VENV)/.installed
 
@@ -48,6 +48,11 @@ url: venv
 
 token: venv
 	@$(LOCAL_AWS_ENV) $(PYTHON) tools/mint_token.py --stack-name $(STACK_NAME) --scopes "$(SCOPES)"
+
+# Invoke a deployed function with a fixture, without Docker:
+#   make invoke FUNCTION=retriever EVENT=events/health.json
+invoke: venv
+	@$(LOCAL_AWS_ENV) $(PYTHON) tools/invoke_function.py $(FUNCTION) $(EVENT) --stack-name $(STACK_NAME)
 
 stop:
 	@$(PYTHON_BASE) tools/emulator.py stop --state-dir $(EMULATOR_STATE_DIR)

@@ -115,9 +115,12 @@ def deploy(stack_name: str, build_dir: Path) -> int:
 
     sam = str(ROOT / ".venv" / "bin" / "sam")
     build_env = {"CALLFLOW_BUILD_TARGET": "local", "PYTHON": sys.executable}
-    _run([sam, "build", "--config-env", "local", "--build-dir", str(build_dir)], build_env)
+    # An explicit --config-file, because with --template-file sam looks for
+    # samconfig.toml beside the built template instead of in the project.
+    config = ["--config-file", str(ROOT / "samconfig.toml"), "--config-env", "local"]
+    _run([sam, "build", *config, "--build-dir", str(build_dir)], build_env)
     _run([
-        sam, "deploy", "--config-env", "local", "--stack-name", stack_name,
+        sam, "deploy", *config, "--stack-name", stack_name,
         "--template-file", str(build_dir / "template.yaml"), "--no-progressbar",
     ])
 
