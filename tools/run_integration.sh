@@ -10,8 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 port="${TEST_EMULATOR_PORT:-4599}"
-state_dir=".local/test-emulator"
-build_dir=".aws-sam/test"
+state_dir="${TEST_EMULATOR_STATE_DIR:-.local/test-emulator}"
+build_dir="${TEST_BUILD_DIR:-.aws-sam/test}"
 stack_name="callflow-test"
 
 rm -rf "$state_dir"
