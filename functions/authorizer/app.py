@@ -8,8 +8,11 @@ makes.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from callflow.auth import (
     TOKEN_TYPE,
@@ -21,7 +24,7 @@ from callflow.auth import (
     verify_token,
 )
 from callflow.errors import AuthError
-from callflow.observability import bind_request, make_logger
+from callflow.observability import METRICS_NAMESPACE, bind_request, make_logger
 from callflow.settings import get_settings
 
 # API Gateway returns 401 only when the authorizer fails with exactly this
@@ -30,6 +33,7 @@ UNAUTHORIZED_MESSAGE = "Unauthorized"
 SERVICE_NAME = "callflow-authorizer"
 
 logger = make_logger(SERVICE_NAME)
+AUTH_FAILURES_METRIC = "AuthorizationFailures"
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -52,6 +56,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 "authLatencyMs": _elapsed_ms(started),
             },
         )
+        _count_failure(str(error.reason))
         raise Exception(UNAUTHORIZED_MESSAGE) from None
 
     method_arn = event["methodArn"]
@@ -89,6 +94,25 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         )
 
     return policy
+
+
+def _count_failure(reason: str) -> None:
+    """Write AuthorizationFailures twice: in total, which the alarm reads, and by reason.
+
+    CloudWatch does not add up a metric across dimension sets, so the alarm
+    needs the series without failureReason and the dashboard the one with it.
+    """
+    namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or METRICS_NAMESPACE
+    dimensions = {"service": logger.service, "environment": os.environ.get("ENVIRONMENT", "local")}
+    for extra_dimensions in ({}, {"failureReason": reason}):
+        with single_metric(
+            name=AUTH_FAILURES_METRIC,
+            unit=MetricUnit.Count,
+            value=1,
+            namespace=namespace,
+            default_dimensions={**dimensions, **extra_dimensions},
+        ):
+            pass
 
 
 def _elapsed_ms(started: float) -> float:

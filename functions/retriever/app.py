@@ -13,13 +13,15 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote
 
+from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from callflow import secrets as callflow_secrets
 from callflow.errors import CallflowError, NotFoundError, StorageUnavailableError
 from callflow.events import validate_event_id
-from callflow.observability import bind_request, make_logger
+from callflow.observability import bind_request, make_logger, make_metrics
 from callflow.query import (
     EventQuery,
     QueryResult,
@@ -36,6 +38,9 @@ from callflow.store import EventStore, make_s3_client
 SERVICE_NAME = "retriever"
 
 logger = make_logger(SERVICE_NAME)
+metrics = make_metrics(SERVICE_NAME)
+# Patches botocore, so every S3 call is an X-Ray subsegment of the invocation.
+tracer = Tracer()
 app = APIGatewayRestResolver()
 
 
@@ -172,6 +177,8 @@ def handle_unexpected_error(error: Exception) -> Response:
     )
 
 
+@metrics.log_metrics
+@tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     bind_request(logger, event, context)
     return app.resolve(event, context)
@@ -234,6 +241,8 @@ def _log_query(
     objects_scanned: int,
     list_calls: int,
 ) -> None:
+    metrics.add_metric(name="ObjectsScanned", unit=MetricUnit.Count, value=objects_scanned)
+    metrics.add_metric(name="ResultCount", unit=MetricUnit.Count, value=result_count)
     logger.info(
         "Query completed",
         extra={

@@ -14,13 +14,16 @@ import time
 from functools import lru_cache
 from typing import Any
 
+from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError as RouteNotFoundError
 
 from callflow.errors import CallflowError, ConflictError, StorageUnavailableError
 from callflow.events import CallEvent, parse_request_body
 from callflow.keys import event_key
-from callflow.observability import bind_request, make_logger
+from aws_lambda_powertools.metrics import MetricUnit
+
+from callflow.observability import bind_request, make_logger, make_metrics
 from callflow.responses import error_response, json_response
 from callflow.settings import get_settings
 from callflow.store import (
@@ -43,6 +46,9 @@ OUTCOME_MESSAGES = {
 DEFAULT_RETRY_AFTER_SECONDS = "2"
 
 logger = make_logger(SERVICE_NAME)
+metrics = make_metrics(SERVICE_NAME)
+# Patches botocore, so every S3 call is an X-Ray subsegment of the invocation.
+tracer = Tracer()
 app = APIGatewayRestResolver()
 
 
@@ -74,6 +80,7 @@ def post_events() -> Response:
     outcomes = store.put_events(events)
     for event, outcome in zip(events, outcomes):
         _log_outcome(event, outcome, store.bucket, started)
+    _add_outcome_metrics(events, outcomes)
 
     if is_batch:
         return _batch_response(events, outcomes)
@@ -150,6 +157,25 @@ def _batch_response(
     return json_response(200, body)
 
 
+def _add_outcome_metrics(
+    events: list[CallEvent], outcomes: list[PutResult | StorageUnavailableError]
+) -> None:
+    stored = [
+        event
+        for event, outcome in zip(events, outcomes)
+        if isinstance(outcome, PutResult) and outcome.status == STATUS_STORED
+    ]
+    statuses = [outcome.status for outcome in outcomes if isinstance(outcome, PutResult)]
+    metrics.add_metric(name="EventsStored", unit=MetricUnit.Count, value=len(stored))
+    metrics.add_metric(
+        name="BytesStored", unit=MetricUnit.Bytes, value=sum(len(e.to_json_bytes()) for e in stored)
+    )
+    metrics.add_metric(
+        name="DuplicatesSkipped", unit=MetricUnit.Count, value=statuses.count(STATUS_DUPLICATE)
+    )
+    metrics.add_metric(name="Conflicts", unit=MetricUnit.Count, value=statuses.count(STATUS_CONFLICT))
+
+
 def _log_outcome(
     event: CallEvent,
     outcome: PutResult | StorageUnavailableError,
@@ -216,6 +242,8 @@ def handle_route_not_found(error: RouteNotFoundError) -> Response:
     return json_response(404, body)
 
 
+@metrics.log_metrics
+@tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     bind_request(logger, event, context)
     return app.resolve(event, context)

@@ -330,3 +330,23 @@ def test_jwks_mode_never_imports_boto3() -> None:
     assert result["effect"] == "Allow"
     assert result["imported_on_load"] is False
     assert result["imported_after_call"] is False
+
+
+def test_failure_is_counted_in_total_and_by_reason(
+    handler: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    expired = token_for("events:read", ttl=-600)
+
+    with pytest.raises(Exception, match="^Unauthorized$"):
+        handler.lambda_handler(authorizer_event(f"Bearer {expired}"), CONTEXT)
+
+    metric_lines = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line
+    ]
+    dimension_sets = [line["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0] for line in metric_lines]
+    assert [line["AuthorizationFailures"] for line in metric_lines] == [[1.0], [1.0]]
+    assert sorted(dimension_sets, key=len) == [
+        ["service", "environment"],
+        ["service", "environment", "failureReason"],
+    ]
+    assert metric_lines[1]["failureReason"] == "TOKEN_EXPIRED"

@@ -123,7 +123,25 @@ def fixture_event_body(name: str) -> Any:
 
 
 def log_records(output: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    """Parse the JSON log lines, leaving out the metric lines (EMF, with an _aws key)."""
+    records = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    return [record for record in records if "_aws" not in record]
+
+
+def metric_values(output: str) -> dict[str, float]:
+    """Add up the values of each metric in the EMF lines of the output."""
+    totals: dict[str, float] = {}
+    for line in output.splitlines():
+        if not line.startswith("{"):
+            continue
+        record = json.loads(line)
+        if "_aws" not in record:
+            continue
+        for definition in record["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
+            name = definition["Name"]
+            value = record[name]
+            totals[name] = totals.get(name, 0) + (sum(value) if isinstance(value, list) else value)
+    return totals
 
 
 class FailingClient:
@@ -541,3 +559,18 @@ def test_logs_contain_no_payload_or_participants(storer, s3, logs, case):
         assert value not in output, value
     for record in log_records(output):
         assert not {"payload", "from", "to"} & set(record)
+
+
+def test_batch_outcomes_are_counted_as_metrics(storer, s3, logs):
+    events = load_case("sip-basic-call.json")
+    post(storer, events[:2])
+    logs.readouterr()
+    conflicting = {**events[0], "source": "another-proxy"}
+
+    post(storer, [conflicting, events[1], events[2]])
+
+    totals = metric_values(logs.readouterr().out)
+    assert totals["EventsStored"] == 1
+    assert totals["DuplicatesSkipped"] == 1
+    assert totals["Conflicts"] == 1
+    assert totals["BytesStored"] > 0

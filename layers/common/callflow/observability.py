@@ -6,13 +6,18 @@ import logging
 import os
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 
 # Modules of the callflow package log through logging.getLogger(__name__);
 # make_logger gives this parent logger the handler and format of the service.
 PACKAGE_LOGGER_NAME = "callflow"
 SERVICE_NAME_VARIABLE = "POWERTOOLS_SERVICE_NAME"
+
+# Custom metrics, in the namespace the template's alarms and dashboard read.
+METRICS_NAMESPACE = "Callflow"
+METRICS_NAMESPACE_VARIABLE = "POWERTOOLS_METRICS_NAMESPACE"
+ENVIRONMENT_VARIABLE = "ENVIRONMENT"
 
 
 def make_logger(service: str) -> Logger:
@@ -30,6 +35,21 @@ def make_logger(service: str) -> Logger:
     logging.getLogger(PACKAGE_LOGGER_NAME)
     copy_config_to_registered_loggers(source_logger=logger, include={PACKAGE_LOGGER_NAME})
     return logger
+
+
+def make_metrics(service: str) -> Metrics:
+    """Create the Powertools Metrics of a function: EMF lines with service and environment.
+
+    Every metric carries the dimensions service (POWERTOOLS_SERVICE_NAME, else
+    `service`) and environment (ENVIRONMENT), which the template's alarms and
+    dashboard select on. Metrics are written when the handler decorated with
+    `log_metrics` returns.
+    """
+    service_name = os.environ.get(SERVICE_NAME_VARIABLE) or service
+    namespace = os.environ.get(METRICS_NAMESPACE_VARIABLE) or METRICS_NAMESPACE
+    metrics = Metrics(namespace=namespace, service=service_name)
+    metrics.set_default_dimensions(environment=os.environ.get(ENVIRONMENT_VARIABLE, "local"))
+    return metrics
 
 
 def bind_request(logger: Logger, event: dict[str, Any], context: Any) -> None:
