@@ -145,6 +145,16 @@ def get_health() -> Response:
 @app.not_found
 def handle_route_not_found(_error: Exception) -> Response:
     request = app.current_event
+    # API Gateway matched /events/{eventId} or /calls/{callId}/events, but the
+    # resolver's route patterns reject some characters (control characters, a
+    # backslash), so an invalid id lands here: answer 400 for the id.
+    path_parameters = request.path_parameters or {}
+    for field in ("eventId", "callId"):
+        if field in path_parameters:
+            try:
+                validate_event_id(unquote(path_parameters[field]), field=field)
+            except CallflowError as error:
+                return error_response(error)
     return error_response(
         NotFoundError(
             f"No route matches {request.http_method} {request.path}: use GET /events, "

@@ -552,3 +552,20 @@ def test_call_query_log_counts_list_calls(retriever, log_output):
     assert record["s3ListCalls"] == 1
     assert record["s3ObjectsScanned"] == record["resultCount"] == 11
 
+
+
+@pytest.mark.parametrize(
+    ("path", "parameters", "code"),
+    [
+        ("/events/evt%00x", {"eventId": "evt\x00x"}, "INVALID_EVENT_ID"),
+        ("/events/evt%5Cx", {"eventId": "evt\\x"}, "INVALID_EVENT_ID"),
+        ("/calls/call%09x/events", {"callId": "call\tx"}, "INVALID_CALL_ID"),
+    ],
+)
+def test_id_the_resolver_cannot_route_is_400(retriever, path, parameters, code):
+    fixture = "get-call-events.json" if "callId" in parameters else "get-event.json"
+
+    status, body, _ = invoke(retriever, with_path(fixture, path, parameters))
+
+    assert status == 400
+    assert body["code"] == code
