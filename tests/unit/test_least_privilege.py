@@ -1,10 +1,11 @@
 """Least privilege of the stack's functions and the events bucket, on the SAM transform's output.
 
 Each test runs on two transforms: the template's defaults (a dev stack) and
-the prod section of samconfig.toml. The function roles are the ones SAM
-generates from each function's Policies. The template names their AWS managed
-policies only by ARN, so the statements of those policies are copied below
-from the AWS Managed Policy Reference.
+the prod section of samconfig.toml. The template writes each function's role
+out (SAM would attach AWSLambdaBasicExecutionRole, whose logs actions cover
+every log group). Should a role ever name an AWS managed policy, its
+statements are copied below from the AWS Managed Policy Reference, so the
+checks see what it grants.
 """
 
 from __future__ import annotations
@@ -61,12 +62,9 @@ WILDCARD_RESOURCE_ACTIONS = {
     # these actions: trace data and sampling rules are read and written per account.
     **{action: "X-Ray defines no resource type for this action" for action in XRAY_ACTIONS},
 }
-# Allowed on "*" today although a narrower resource exists: each function
-# writes only to its own log group, /aws/lambda/<FunctionName>.
-KNOWN_WILDCARD_GAPS = {
-    action: "AWSLambdaBasicExecutionRole, attached by SAM to every role it generates"
-    for action in LOGS_ACTIONS
-}
+# Every function writes its own log group and X-Ray traces; the per-function
+# checks below look at the grants beyond those.
+COMMON_ACTIONS = frozenset(LOGS_ACTIONS) | frozenset(XRAY_ACTIONS)
 
 
 # ---------------------------------------------------------------- helpers
@@ -142,7 +140,9 @@ def allowed_pairs(statements: list[dict[str, Any]]) -> set[tuple[str, str]]:
 
 
 def function_pairs(resources: dict[str, Any], prefix: str) -> set[tuple[str, str]]:
-    return allowed_pairs(inline_statements(function_role(resources, prefix)))
+    """Return the grants of a function's role beyond logging and tracing."""
+    granted = allowed_pairs(inline_statements(function_role(resources, prefix)))
+    return {pair for pair in granted if pair[0] not in COMMON_ACTIONS}
 
 
 # ---------------------------------------------------------------- per function
@@ -236,24 +236,21 @@ def test_inline_policies_name_their_resources(resources, prefix):
 def test_wildcard_resources_only_where_aws_requires(resources, prefix):
     granted = allowed_pairs(all_statements(function_role(resources, prefix)))
 
-    tolerated = set(WILDCARD_RESOURCE_ACTIONS) | set(KNOWN_WILDCARD_GAPS)
+    tolerated = set(WILDCARD_RESOURCE_ACTIONS)
     wildcard_actions = {action for action, resource in granted if resource == "*"}
     assert wildcard_actions <= tolerated, sorted(wildcard_actions - tolerated)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "SAM attaches AWSLambdaBasicExecutionRole (logs actions on *) to every role it "
-        "generates; scoping the logs actions to the function's log group needs roles "
-        "defined in the template"
-    ),
-)
 @pytest.mark.parametrize("prefix", FUNCTION_PREFIXES)
 def test_function_logs_only_to_its_log_group(resources, prefix):
     granted = allowed_pairs(all_statements(function_role(resources, prefix)))
 
-    assert not [pair for pair in granted if pair[0].startswith("logs:") and pair[1] == "*"]
+    log_grants = {pair for pair in granted if pair[0].startswith("logs:")}
+    own_group = f"${{{prefix}LogGroup.Arn}}"
+    assert log_grants == {
+        ("logs:CreateLogStream", own_group),
+        ("logs:PutLogEvents", own_group),
+    }
 
 
 # ---------------------------------------------------------------- who may invoke
@@ -336,3 +333,18 @@ def test_bucket_encrypts_objects_at_rest(resources):
 
 def test_bucket_keeps_object_versions(resources):
     assert bucket_properties(resources)["VersioningConfiguration"] == {"Status": "Enabled"}
+
+
+def test_bucket_policy_denies_unconditional_event_writes(resources):
+    denials = [
+        statement
+        for statement in bucket_policy_statements(resources)
+        if statement["Effect"] == "Deny"
+        and statement.get("Condition") == {"Null": {"s3:if-none-match": "true"}}
+    ]
+
+    assert len(denials) == 1
+    assert denials[0]["Principal"] == "*"
+    assert as_list(denials[0]["Action"]) == ["s3:PutObject"]
+    denied = {resource_text(resource) for resource in as_list(denials[0]["Resource"])}
+    assert denied == {EVENTS_OBJECTS, INDEX_OBJECTS}
