@@ -13,7 +13,7 @@ Commands, separated by `|`:
   available to later commands. Without `fields` and `stats`, rows contain
   @timestamp and @message.
 - `filter` with `=`, `!=`, `in [...]`, `like /regex/` (a search, so it matches
-  anywhere in the value), `like "text"` (a substring), `and`, `or` (which
+  anywhere in the value), `like "text"` (a substring), `not like`, `and`, `or` (which
   binds less tightly than `and`) and parentheses.
 - `stats` with `count(*)`, `sum(x)`, `avg(x)`, `max(x)` and `pct(x, n)`, each
   optionally followed by `as name`, then optionally `by` fields and
@@ -58,7 +58,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Union
 
@@ -145,6 +145,7 @@ class Like:
     operand: Expression
     pattern: re.Pattern[str] | None  # from /regex/
     text: str | None  # from "text"
+    negated: bool = False  # from `not like`
 
 
 @dataclass(frozen=True)
@@ -390,6 +391,10 @@ class _Parser:
             return Comparison(token.text, left, self.arithmetic())
         if self.accept_keyword("like"):
             return self._like(left)
+        if self.accept_keyword("not"):
+            if not self.accept_keyword("like"):
+                raise _unsupported(self.peek().position, "not other than in `not like`")
+            return replace(self._like(left), negated=True)
         if self.accept_keyword("in"):
             return In(left, self._literal_list())
         raise _unsupported(token.position, f"expected =, !=, like or in, found {self._describe()}")
@@ -760,8 +765,10 @@ def _matches(condition: Condition, row: dict[str, Any]) -> bool:
         return any(_equal(value, candidate) for candidate in condition.values)
     text = _as_text(value)
     if condition.pattern is not None:
-        return condition.pattern.search(text) is not None
-    return condition.text is not None and condition.text in text
+        found = condition.pattern.search(text) is not None
+    else:
+        found = condition.text is not None and condition.text in text
+    return found != condition.negated
 
 
 def _equal(left: Any, right: Any) -> bool:

@@ -194,6 +194,14 @@ def test_like_regex_searches_anywhere_in_value():
     assert len(rows) == 1
 
 
+def test_not_like_keeps_lines_that_do_not_match():
+    events = [text_event("[ERROR] Exception: Unauthorized"), text_event("[ERROR] KeyError: 'x'")]
+
+    rows = run_query(r"filter @message not like /Exception: Unauthorized/", events)
+
+    assert [row["@message"] for row in rows] == ["[ERROR] KeyError: 'x'"]
+
+
 def test_like_regex_is_case_sensitive():
     events = [text_event("[ERROR] Exception"), text_event("[error] exception")]
 
@@ -365,6 +373,7 @@ def test_filter_before_stats_limits_rows():
     [
         ('parse @message "* *" as a, b', "'parse'"),
         ("filter not level = 1", "not operator"),
+        ("filter level not in [1]", "not other than in `not like`"),
         ("filter level == 1", "'=='"),
         ("filter duration > 5", "'>'"),
         ("filter ispresent(level)", "ispresent()"),

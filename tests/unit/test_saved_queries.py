@@ -349,3 +349,18 @@ def test_latency_per_endpoint():
     assert health["requests"] == 2
     assert health["avgMs"] == 9.0
     assert health["maxMs"] == 12
+
+
+def test_errors_query_skips_rejected_tokens():
+    # The Python runtime logs a handler's uncaught exception as one event
+    # starting "[ERROR] <type>: <message>", traceback included.
+    rejected = "[ERROR] Exception: Unauthorized\nTraceback (most recent call last):\n  ..."
+    crashed = "[ERROR] KeyError: 'methodArn'\nTraceback (most recent call last):\n  ..."
+    events = [
+        LogEvent(1_700_000_000_000, rejected, "/aws/lambda/callflow-authorizer-prod"),
+        LogEvent(1_700_000_001_000, crashed, "/aws/lambda/callflow-authorizer-prod"),
+    ]
+
+    rows = run_query(saved_query("ErrorsQuery"), events)
+
+    assert [row["@message"] for row in rows] == [crashed]
