@@ -19,7 +19,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from callflow import secrets as callflow_secrets
-from callflow.errors import CallflowError, NotFoundError, StorageUnavailableError
+from callflow.errors import CallflowError, NotFoundError, StorageUnavailableError, ValidationError
 from callflow.events import validate_event_id
 from callflow.observability import bind_request, make_logger, make_metrics
 from callflow.query import (
@@ -50,6 +50,7 @@ def get_event(event_id: str) -> Response:
     # Powertools takes the value from the request path, which may still be
     # percent-encoded. No valid id contains "%", so decoding never alters one.
     event_id = validate_event_id(unquote(event_id))
+    _reject_query_parameters()
 
     body = _event_store().get_event_bytes(event_id)
     _log_query(
@@ -127,6 +128,7 @@ def get_call_events(call_id: str) -> Response:
 
 @app.get("/health")
 def get_health() -> Response:
+    _reject_query_parameters()
     timestamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     try:
         _event_store().check_bucket()
@@ -192,6 +194,18 @@ def handle_unexpected_error(error: Exception) -> Response:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     bind_request(logger, event, context)
     return app.resolve(event, context)
+
+
+def _reject_query_parameters() -> None:
+    """Reject any query parameter on a route that takes none, as the list routes reject unknown ones."""
+    names = sorted(app.current_event.query_string_parameters or {})
+    if names:
+        raise ValidationError(
+            f"Unknown query parameter {names[0]!r}: {app.current_event.path} takes no query "
+            "parameters; remove them.",
+            code="UNKNOWN_PARAMETER",
+            details=[{"field": name, "code": "UNKNOWN_PARAMETER"} for name in names],
+        )
 
 
 @lru_cache(maxsize=1)

@@ -866,3 +866,9 @@ def test_build_policy_rejects_non_method_arn(bad_arn: str) -> None:
 def test_route_allowed_requires_exact_method() -> None:
     assert not route_allowed(frozenset({SCOPE_READ}), "get", "/events")
     assert not route_allowed(frozenset({SCOPE_READ}), "DELETE", "/events/evt-0001")
+
+
+def test_route_wildcard_matches_newline_in_path():
+    # IAM's * matches any character, so API Gateway allows this path; the
+    # authorizer must not log it as outside the token's scopes.
+    assert route_allowed(frozenset({"events:read"}), "GET", "/events/a\nb")

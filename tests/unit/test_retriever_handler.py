@@ -569,3 +569,12 @@ def test_id_the_resolver_cannot_route_is_400(retriever, path, parameters, code):
 
     assert status == 400
     assert body["code"] == code
+
+
+@pytest.mark.parametrize("fixture", ["get-event.json", "health.json"])
+def test_route_without_parameters_rejects_query(retriever, fixture):
+    status, body, _ = invoke(retriever, with_query(fixture, {"colour": "blue"}))
+
+    assert status == 400
+    assert body["code"] == "UNKNOWN_PARAMETER"
+    assert "colour" in body["message"]

@@ -577,4 +577,5 @@ def format_scopes(scopes: frozenset[str] | set[str]) -> str:
 
 @lru_cache(maxsize=16)
 def _wildcard_pattern(pattern: str) -> re.Pattern[str]:
-    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")))
+    # DOTALL because IAM's * matches any character, a newline in a path included.
+    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")), re.DOTALL)
