@@ -33,6 +33,7 @@ EVENTS_OBJECTS = "${EventsBucket.Arn}/events/*"
 INDEX_OBJECTS = "${EventsBucket.Arn}/index/*"
 SIGNING_SECRET = "${JwtSigningSecret}"
 PAGINATION_SECRET = "${PaginationSecret}"
+SECRETS_KEY = "${SecretsKey.Arn}"
 FUNCTION_PREFIXES = ("Authorizer", "Storer", "Retriever")
 
 BASIC_EXECUTION_ROLE = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
@@ -178,6 +179,7 @@ def test_retriever_grants_are_read_only(resources):
         ("s3:GetObject", INDEX_OBJECTS),
         ("s3:ListBucket", BUCKET_ARN),
         ("secretsmanager:GetSecretValue", PAGINATION_SECRET),
+        ("kms:Decrypt", SECRETS_KEY),
     }
     assert granted <= allowed, sorted(granted - allowed)
 
@@ -188,12 +190,35 @@ def test_retriever_has_what_queries_need(resources):
     assert ("s3:GetObject", EVENTS_OBJECTS) in granted
     assert ("s3:ListBucket", BUCKET_ARN) in granted
     assert ("secretsmanager:GetSecretValue", PAGINATION_SECRET) in granted
+    assert ("kms:Decrypt", SECRETS_KEY) in granted
 
 
 def test_authorizer_may_only_read_its_signing_secret(resources):
     granted = function_pairs(resources, "Authorizer")
 
-    assert granted == {("secretsmanager:GetSecretValue", SIGNING_SECRET)}
+    assert granted == {
+        ("secretsmanager:GetSecretValue", SIGNING_SECRET),
+        ("kms:Decrypt", SECRETS_KEY),
+    }
+
+
+@pytest.mark.parametrize(
+    ("prefix", "secret_id"),
+    [("Authorizer", "JwtSigningSecret"), ("Retriever", "PaginationSecret")],
+)
+def test_secrets_key_decrypts_only_own_secret(resources, prefix, secret_id):
+    # Both secrets share SecretsKey, so the encryption context condition is
+    # what keeps one function from decrypting the other's secret.
+    decrypts = [
+        statement
+        for statement in inline_statements(function_role(resources, prefix))
+        if "kms:Decrypt" in as_list(statement["Action"])
+    ]
+
+    assert len(decrypts) == 1
+    condition = decrypts[0]["Condition"]["StringEquals"]
+    assert condition["kms:EncryptionContext:SecretARN"] == {"Ref": secret_id}
+    assert resource_text(condition["kms:ViaService"]).startswith("secretsmanager.")
 
 
 @pytest.mark.parametrize("prefix", FUNCTION_PREFIXES)
@@ -348,3 +373,28 @@ def test_bucket_policy_denies_unconditional_event_writes(resources):
     assert as_list(denials[0]["Action"]) == ["s3:PutObject"]
     denied = {resource_text(resource) for resource in as_list(denials[0]["Resource"])}
     assert denied == {EVENTS_OBJECTS, INDEX_OBJECTS}
+
+
+# ---------------------------------------------------------------- the access logs bucket
+
+
+def test_bucket_logs_requests_to_access_logs_bucket(resources):
+    logging_configuration = bucket_properties(resources)["LoggingConfiguration"]
+
+    assert logging_configuration["DestinationBucketName"] == {"Ref": "AccessLogsBucket"}
+
+
+def test_only_log_delivery_may_write_access_logs(resources):
+    policy = resources["AccessLogsBucketPolicy"]["Properties"]
+    allows = [s for s in as_list(policy["PolicyDocument"]["Statement"]) if s["Effect"] == "Allow"]
+
+    assert policy["Bucket"] == {"Ref": "AccessLogsBucket"}
+    assert len(allows) == 1
+    delivery = allows[0]
+    assert delivery["Principal"] == {"Service": "logging.s3.amazonaws.com"}
+    assert as_list(delivery["Action"]) == ["s3:PutObject"]
+    assert resource_text(delivery["Resource"]) == "${AccessLogsBucket.Arn}/events-bucket/*"
+    # The policy spells the events bucket's ARN out, so it must follow the bucket's name.
+    events_bucket_name = resource_text(bucket_properties(resources)["BucketName"])
+    source_arn = resource_text(delivery["Condition"]["ArnLike"]["aws:SourceArn"])
+    assert source_arn == f"arn:${{AWS::Partition}}:s3:::{events_bucket_name}"
