@@ -11,6 +11,8 @@ conflicts mixed with stored or duplicate events. Retrying any request is safe.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeoutError
 from functools import lru_cache
 from typing import Any
 
@@ -44,12 +46,21 @@ OUTCOME_MESSAGES = {
     STATUS_FAILED: "Event store failed",
 }
 DEFAULT_RETRY_AFTER_SECONDS = "2"
+# The storer answers before Lambda stops it. S3 writes still running then are
+# reported failed (503 with Retry-After), and a retry of the request completes
+# them safely: events that were stored come back as duplicates.
+RESPONSE_MARGIN_SECONDS = 1.5
+# Used when the context cannot tell the remaining time (the template's default timeout).
+DEFAULT_TIME_BUDGET_SECONDS = 15.0
+MIN_TIME_BUDGET_SECONDS = 0.1
 
 logger = make_logger(SERVICE_NAME)
 metrics = make_metrics(SERVICE_NAME)
 # Patches botocore, so every S3 call is an X-Ray subsegment of the invocation.
 tracer = Tracer()
 app = APIGatewayRestResolver()
+# Runs a request's S3 writes so the handler can stop waiting at its deadline.
+request_runner = ThreadPoolExecutor(max_workers=4, thread_name_prefix="storer-request")
 
 
 @lru_cache(maxsize=1)
@@ -77,7 +88,7 @@ def post_events() -> Response:
     )
 
     store = get_store()
-    outcomes = store.put_events(events)
+    outcomes = _store_within_budget(store, events)
     for event, outcome in zip(events, outcomes):
         _log_outcome(event, outcome, store.bucket, started)
     _add_outcome_metrics(events, outcomes)
@@ -155,6 +166,31 @@ def _batch_response(
     if summary[STATUS_STORED]:
         return json_response(201, body)
     return json_response(200, body)
+
+
+def _store_within_budget(
+    store: EventStore, events: list[CallEvent]
+) -> list[PutResult | StorageUnavailableError]:
+    budget = _time_budget_seconds()
+    writes = request_runner.submit(store.put_events, events)
+    try:
+        return writes.result(timeout=budget)
+    except FuturesTimeoutError:
+        logger.error(
+            "Storing did not finish within the time budget",
+            extra={"timeBudgetMs": round(budget * 1000), "eventCount": len(events)},
+        )
+        error = StorageUnavailableError(
+            f"S3 did not finish the writes within {budget:.1f} s; retry the request: "
+            "events already stored come back as duplicates."
+        )
+        return [error] * len(events)
+
+
+def _time_budget_seconds() -> float:
+    remaining_ms = getattr(app.lambda_context, "get_remaining_time_in_millis", None)
+    total = remaining_ms() / 1000 if callable(remaining_ms) else DEFAULT_TIME_BUDGET_SECONDS
+    return max(total - RESPONSE_MARGIN_SECONDS, MIN_TIME_BUDGET_SECONDS)
 
 
 def _add_outcome_metrics(
