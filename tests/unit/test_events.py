@@ -755,3 +755,16 @@ def test_other_content_types_are_415(content_type):
 
     assert caught.value.status == 415
     assert caught.value.code == "UNSUPPORTED_MEDIA_TYPE"
+
+
+def test_batch_repeating_an_event_id_is_rejected():
+    first = make_raw(eventId="evt-1")
+    second = make_raw(eventId="evt-2")
+    repeat = make_raw(eventId="evt-1", source="another-proxy")
+
+    with pytest.raises(ValidationError) as raised:
+        parse_body(json.dumps([first, second, repeat]))
+
+    assert [detail["index"] for detail in raised.value.details] == [2]
+    assert raised.value.details[0]["code"] == "DUPLICATE_IN_BATCH"
+    assert "index 0" in raised.value.message

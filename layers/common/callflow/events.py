@@ -482,11 +482,35 @@ def _parse_batch(document: list[Any], *, max_event_bytes: int, now: datetime) ->
     if invalid:
         indexes = _format_indexes(invalid)
         raise ValidationError(
-            f"The batch was rejected and nothing was stored: events {indexes} of {len(document)} "
-            "are invalid. Correct the fields listed in details and resend the whole batch.",
+            f"The batch was rejected and nothing was stored: the events at indexes {indexes} "
+            f"(counting from 0) of {len(document)} are invalid. Correct the fields listed in "
+            "details and resend the whole batch.",
             details=invalid,
         )
+    _reject_repeated_event_ids(events)
     return events
+
+
+def _reject_repeated_event_ids(events: list[CallEvent]) -> None:
+    """Reject a batch that holds one eventId twice: which copy is stored would depend on timing."""
+    first_index: dict[str, int] = {}
+    repeated: list[dict[str, Any]] = []
+    for index, event in enumerate(events):
+        if event.event_id in first_index:
+            message = (
+                f"eventId {event.event_id!r} at index {index} repeats the event at index "
+                f"{first_index[event.event_id]}"
+            )
+            detail = _detail("eventId", "DUPLICATE_IN_BATCH", message, event.event_id)
+            repeated.append({"index": index, **detail})
+        else:
+            first_index[event.event_id] = index
+    if repeated:
+        raise ValidationError(
+            f"The batch was rejected and nothing was stored: {repeated[0]['message']}. "
+            "Send each eventId once per batch.",
+            details=repeated,
+        )
 
 
 def _format_indexes(details: list[dict[str, Any]]) -> str:
