@@ -57,17 +57,33 @@ def _read_pid(state_dir: Path) -> int | None:
     return pid
 
 
+def _read_port(state_dir: Path) -> int | None:
+    try:
+        return int((state_dir / "ministack.port").read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
 def start(port: int, state_dir: Path) -> int:
     """Start the emulator unless this state folder's instance is already up."""
     state_dir.mkdir(parents=True, exist_ok=True)
     pid = _read_pid(state_dir)
-    if pid is not None and is_ready(port):
+    recorded_port = _read_port(state_dir)
+    if pid is not None and recorded_port == port and is_ready(port):
         print(f"emulator already running (pid {pid}) at {endpoint_url(port)}")
         return 0
-    if pid is None and is_ready(port):
+    if pid is not None:
         print(
-            f"error: something else already answers on {endpoint_url(port)}; "
-            f"stop it, or choose another port with EMULATOR_PORT",
+            f"error: the emulator with pid {pid} already uses the state folder {state_dir} "
+            f"(port {recorded_port}); stop it first, or give this one another folder with "
+            "EMULATOR_STATE_DIR as well as another EMULATOR_PORT",
+            file=sys.stderr,
+        )
+        return 1
+    if is_ready(port):
+        print(
+            f"error: something else already answers on {endpoint_url(port)}; stop it, or "
+            "choose another port and state folder with EMULATOR_PORT and EMULATOR_STATE_DIR",
             file=sys.stderr,
         )
         return 1
@@ -99,6 +115,7 @@ def start(port: int, state_dir: Path) -> int:
             start_new_session=True,
         )
     (state_dir / "ministack.pid").write_text(f"{process.pid}\n")
+    (state_dir / "ministack.port").write_text(f"{port}\n")
 
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
@@ -144,10 +161,11 @@ def stop(state_dir: Path) -> int:
 def status(port: int, state_dir: Path) -> int:
     """Print whether the emulator runs; exit 0 when it answers, 1 otherwise."""
     pid = _read_pid(state_dir)
-    if pid is not None and is_ready(port):
-        print(f"running (pid {pid}) at {endpoint_url(port)}")
+    recorded_port = _read_port(state_dir) or port
+    if pid is not None and is_ready(recorded_port):
+        print(f"running (pid {pid}) at {endpoint_url(recorded_port)}, state in {state_dir}")
         return 0
-    print("not running")
+    print(f"not running (state folder {state_dir})")
     return 1
 
 
