@@ -81,9 +81,66 @@ wheel-tags: venv
 test-integration: venv
 	bash tools/run_integration.sh
 
+# Posts 2,000 events from 8 concurrent clients into a fresh emulator of its own
+# and checks that none is lost or stored twice (bench/concurrency.py). The
+# emulator is stopped whatever the outcome. CONCURRENCY_ARGS passes options on,
+# for example CONCURRENCY_ARGS="--events 500 --json".
+CONCURRENCY_PORT ?= 4596
+CONCURRENCY_STATE_DIR ?= .local/concurrency-emulator
+CONCURRENCY_STACK_NAME := callflow-concurrency
+CONCURRENCY_ARGS ?=
+CONCURRENCY_AWS_ENV = AWS_ENDPOINT_URL=http://127.0.0.1:$(CONCURRENCY_PORT) \
+	AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 \
+	AWS_REGION=us-east-1 SAM_CLI_TELEMETRY=0 AWS_SAM_STACK_NAME=$(CONCURRENCY_STACK_NAME)
+
+.PHONY: concurrency
+concurrency: venv
+	rm -rf $(CONCURRENCY_STATE_DIR)
+	trap '$(PYTHON) tools/emulator.py stop --state-dir $(CONCURRENCY_STATE_DIR)' EXIT; \
+	$(PYTHON) tools/emulator.py start --port $(CONCURRENCY_PORT) --state-dir $(CONCURRENCY_STATE_DIR) && \
+	$(CONCURRENCY_AWS_ENV) $(PYTHON) tools/local_stack.py deploy \
+		--stack-name $(CONCURRENCY_STACK_NAME) --build-dir .aws-sam/concurrency && \
+	$(CONCURRENCY_AWS_ENV) $(PYTHON) bench/concurrency.py $(CONCURRENCY_ARGS)
+
+# Measures the figures of docs/benchmarks.md (bench/run_all.py) against an emulator of its own on port 4595,
+# with its state in .local/bench-emulator emptied first and the emulator stopped
+# however the run ends. Prints every figure and writes bench-results.json.
+.PHONY: bench
+bench: venv
+	$(PYTHON) bench/run_all.py
+
 validate: venv
 	SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam validate --lint
 	$(VENV)/bin/cfn-lint template.yaml
 
+# Runs checkov's CloudFormation checks over template.yaml and fails on any
+# failed check. Each skip is a Metadata entry on its resource with the reason;
+# docs/security.md lists them. --skip-download keeps checkov offline.
+.PHONY: checkov
+checkov: venv
+	$(VENV)/bin/checkov --file template.yaml --framework cloudformation --compact --skip-download
+
 clean:
-	rm -rf .aws-sam .local/test-emulator
+	rm -rf .aws-sam .local/test-emulator .local/fuzz-emulator .local/concurrency-emulator \
+		.local/bench-emulator
+
+# Fuzzes the API with schemathesis (tools/fuzz.py) on an emulator of its own,
+# with fresh state, and stops the emulator whatever the outcome. MAX_EXAMPLES
+# is the number of generated cases per operation in the fuzzing phase.
+FUZZ_PORT ?= 4597
+FUZZ_STATE_DIR ?= .local/fuzz-emulator
+FUZZ_STACK_NAME ?= callflow-fuzz
+MAX_EXAMPLES ?= 1000
+
+.PHONY: fuzz
+fuzz: venv
+	@set -euo pipefail; \
+	export AWS_ENDPOINT_URL=http://127.0.0.1:$(FUZZ_PORT) AWS_ACCESS_KEY_ID=test \
+		AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 \
+		SAM_CLI_TELEMETRY=0 CALLFLOW_STACK_NAME=$(FUZZ_STACK_NAME); \
+	rm -rf $(FUZZ_STATE_DIR); \
+	trap '$(PYTHON) tools/emulator.py stop --state-dir $(FUZZ_STATE_DIR)' EXIT; \
+	$(PYTHON) tools/emulator.py start --port $(FUZZ_PORT) --state-dir $(FUZZ_STATE_DIR); \
+	$(PYTHON) tools/local_stack.py deploy --stack-name $(FUZZ_STACK_NAME) --build-dir .aws-sam/fuzz; \
+	$(PYTHON) tools/fuzz.py --stack-name $(FUZZ_STACK_NAME) --max-examples $(MAX_EXAMPLES) \
+		--report-dir $(FUZZ_STATE_DIR)/report

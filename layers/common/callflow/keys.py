@@ -15,6 +15,7 @@ into its parts without ambiguity.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -28,6 +29,12 @@ TIME_INDEX_PREFIX = "index/time/"
 EVENT_KEY_SUFFIX = ".json"
 INDEX_SEPARATOR = "!"
 KEY_TIMESTAMP_FORMAT = "%Y%m%dT%H%M%S.%fZ"
+# The form KEY_TIMESTAMP_FORMAT writes. Matching it and building the datetime
+# from its fields takes about a quarter of the time of strptime, which matters
+# because a query parses every index key it lists.
+KEY_TIMESTAMP_PATTERN = re.compile(
+    r"([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0-9]{2})\.([0-9]{6})Z"
+)
 DATE_PATH_FORMAT = "%Y/%m/%d/"
 
 
@@ -109,7 +116,7 @@ def parse_index_key(key: str, prefix: str) -> IndexEntry:
 
     ts, event_type, event_id = parts
     try:
-        timestamp = datetime.strptime(ts, KEY_TIMESTAMP_FORMAT).replace(tzinfo=timezone.utc)
+        timestamp = _parse_key_timestamp(ts)
     except ValueError as error:
         raise ValueError(f"index key {key!r} has an invalid timestamp {ts!r}") from error
     return IndexEntry(timestamp=timestamp, event_type=event_type, event_id=event_id, suffix=suffix)
@@ -119,6 +126,15 @@ def _entry_name(event: CallEvent) -> str:
     return INDEX_SEPARATOR.join(
         (format_key_timestamp(event.timestamp), event.event_type, event.event_id)
     )
+
+
+def _parse_key_timestamp(ts: str) -> datetime:
+    match = KEY_TIMESTAMP_PATTERN.fullmatch(ts)
+    if match is None:
+        # Not the fixed-width form: strptime accepts or rejects it as it always has.
+        return datetime.strptime(ts, KEY_TIMESTAMP_FORMAT).replace(tzinfo=timezone.utc)
+    # datetime() raises ValueError for an impossible date or time, as strptime does.
+    return datetime(*(int(field) for field in match.groups()), tzinfo=timezone.utc)
 
 
 def _date_path(moment: datetime) -> str:

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from typing import Any
 
 from callflow.errors import InvalidNextTokenError, ValidationError
@@ -567,8 +568,10 @@ def _plan_range_page(
             store, query, prefix, start_after, needed=needed, may_skip=query.event_type is not None
         )
 
-    with ThreadPoolExecutor(max_workers=min(MAX_LIST_WORKERS, shard_count)) as pool:
-        scans = list(pool.map(scan_shard, range(shard_count)))
+    if shard_count == 1:
+        scans = [scan_shard(0)]
+    else:
+        scans = list(_list_pool().map(scan_shard, range(shard_count)))
     list_calls = sum(scan.list_calls for scan in scans)
 
     budget_limits = [
@@ -594,6 +597,16 @@ def _plan_range_page(
         # starts after the boundary even when this page is short or empty.
         return page, boundary, list_calls
     return page, None, list_calls
+
+
+@lru_cache(maxsize=1)
+def _list_pool() -> ThreadPoolExecutor:
+    """Return the process-wide pool that lists time shards, created on first use.
+
+    It lives as long as the Lambda execution environment, so a warm retriever
+    starts no threads per request.
+    """
+    return ThreadPoolExecutor(max_workers=MAX_LIST_WORKERS, thread_name_prefix="callflow-list")
 
 
 def _scan_index(

@@ -12,6 +12,11 @@ If-None-Match: *, so an event object is written once and never overwritten:
 put_event reports "stored" or "duplicate" only after the event object and both
 index entries exist. A duplicate also writes any missing index entry, so a
 client that got 503 after a partial write repairs the index by retrying.
+
+The event object is written before its index entries, so an index entry never
+points at an object that was not stored, and a conflicting post writes no index
+entry. The two index entries do not depend on each other and are written
+concurrently: storing one event takes two S3 round trips, not three.
 """
 
 from __future__ import annotations
@@ -89,7 +94,9 @@ class EventStore:
     """Events and index entries in one S3 bucket.
 
     The thread pool lives as long as the store, so a store created once per
-    Lambda execution environment reuses its threads across invocations.
+    Lambda execution environment reuses its threads across invocations. At
+    most `max_workers` pool threads and the calling thread make S3 requests at
+    the same time.
     """
 
     def __init__(
@@ -108,11 +115,40 @@ class EventStore:
     # -- writes ---------------------------------------------------------------
 
     def put_event(self, event: CallEvent) -> PutResult:
-        """Store one event and its two index entries.
+        """Store one event, then write its two index entries concurrently.
 
         Raises StorageUnavailableError when S3 fails after botocore's retries;
         the event may then be partly written, and a retry completes it.
         """
+        result = self._put_event_object(event)
+        if result.status != STATUS_CONFLICT:
+            self._map(self._put_index_entry, self._index_keys(event))
+        return result
+
+    def put_events(self, events: Sequence[CallEvent]) -> list[PutResult | StorageUnavailableError]:
+        """Store events concurrently; return one result or error per event, in input order.
+
+        The event objects are written first, then the index entries of every
+        event that is stored or a duplicate. Each phase maps over the pool, so
+        no pool task waits for another pool task, which could deadlock a full pool.
+        """
+        results = self._map(self._put_event_object_or_error, events)
+
+        pending = [
+            (position, index_key)
+            for position, (event, result) in enumerate(zip(events, results, strict=True))
+            if isinstance(result, PutResult) and result.status != STATUS_CONFLICT
+            for index_key in self._index_keys(event)
+        ]
+        failures = self._map(self._put_index_entry_or_error, [key for _, key in pending])
+
+        for (position, _), failure in zip(pending, failures, strict=True):
+            if failure is not None and isinstance(results[position], PutResult):
+                results[position] = failure
+        return results
+
+    def _put_event_object(self, event: CallEvent) -> PutResult:
+        """Write the event object unless it exists; after "conflict" no index entry may follow."""
         key = event_key(event.event_id)
         body = event.to_json_bytes()
         metadata = {CONTENT_SHA256_METADATA: hashlib.sha256(body).hexdigest()}
@@ -125,25 +161,17 @@ class EventStore:
             written = False
 
         if written:
-            status = STATUS_STORED
-        else:
-            status = self._compare_stored(event.event_id, key, body)
-        if status == STATUS_CONFLICT:
-            return PutResult(event.event_id, key, STATUS_CONFLICT)
+            return PutResult(event.event_id, key, STATUS_STORED)
+        return PutResult(event.event_id, key, self._compare_stored(event.event_id, key, body))
 
-        for index_key in (call_index_key(event), time_index_key(event, self.time_index_shards)):
-            self._put_index_entry(index_key)
-        return PutResult(event.event_id, key, status)
-
-    def put_events(self, events: Sequence[CallEvent]) -> list[PutResult | StorageUnavailableError]:
-        """Store events concurrently; return one result or error per event, in input order."""
-        return self._map(self._put_event_or_error, events)
-
-    def _put_event_or_error(self, event: CallEvent) -> PutResult | StorageUnavailableError:
+    def _put_event_object_or_error(self, event: CallEvent) -> PutResult | StorageUnavailableError:
         try:
-            return self.put_event(event)
+            return self._put_event_object(event)
         except StorageUnavailableError as error:
             return error
+
+    def _index_keys(self, event: CallEvent) -> tuple[str, str]:
+        return call_index_key(event), time_index_key(event, self.time_index_shards)
 
     def _compare_stored(self, event_id: str, key: str, body: bytes) -> str:
         """Return "duplicate" or "conflict" for an event object that already exists."""
@@ -165,6 +193,13 @@ class EventStore:
                 raise StorageUnavailableError(
                     f"S3 kept reporting a concurrent write of index entry {key}; retry the request."
                 ) from None
+
+    def _put_index_entry_or_error(self, key: str) -> StorageUnavailableError | None:
+        try:
+            self._put_index_entry(key)
+        except StorageUnavailableError as error:
+            return error
+        return None
 
     def _put_if_absent(self, key: str, body: bytes, **extra: Any) -> bool:
         """Write `key` only if it does not exist; return False if it already existed.
@@ -252,8 +287,24 @@ class EventStore:
             raise _unavailable("read", key, error) from error
 
     def _map(self, function: Callable[[_Item], _Result], items: Iterable[_Item]) -> list[_Result]:
-        # Executor.map yields in input order and re-raises the first exception.
-        return list(self._pool.map(function, items))
+        """Apply `function` to every item concurrently; return the results in input order.
+
+        The calling thread takes the first item itself instead of waiting idle,
+        so a single item never changes threads. Raises the first exception in
+        input order, after cancelling the tasks that have not started.
+        """
+        items = list(items)
+        if len(items) <= 1:
+            return [function(item) for item in items]
+
+        futures = [self._pool.submit(function, item) for item in items[1:]]
+        try:
+            first = function(items[0])
+            return [first, *(future.result() for future in futures)]
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
 
 
 def _error_code(error: ClientError) -> str:

@@ -1,0 +1,195 @@
+"""Retriever benchmark: GET /calls/{callId}/events for a 500-event call, concurrent against sequential fetch.
+
+The retriever handler runs in this process against the emulator's S3 endpoint.
+"concurrent" is the handler as deployed: EventStore fetches the page's event
+objects on its bounded thread pool. "sequential" swaps in an EventStore whose
+fetches run one after another in the calling thread: the same requests, one
+at a time. The two alternate, round by round.
+
+As in bench/storer_write.py, the "modelled latency" setting adds a fixed delay
+before every S3 request, a model of S3's round trip in an AWS region. The
+emulator itself serves one S3 request at a time, so on it concurrent requests
+wait for each other, and most of what concurrency gains in a region is hidden.
+
+    python bench/retriever_fetch.py [--rounds 7] [--results FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import common
+from common import AT_MOST, Figure, figure, load_fixture, load_handler, median, print_figures, write_figures
+
+from callflow.events import parse_event
+from callflow.store import EventStore
+
+CALL_EVENTS = 500
+SMALL_CALL_EVENTS = 25
+DEFAULT_ROUNDS = 7
+MODELLED_ROUNDS = 3
+MODELLED_LATENCY_SECONDS = 0.010
+FETCH_RATIO_GOAL = 0.3
+
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
+
+
+class SequentialEventStore(EventStore):
+    """An EventStore that makes its S3 requests one at a time, in the calling thread."""
+
+    def _map(self, function: Callable[[_Item], _Result], items: Iterable[_Item]) -> list[_Result]:
+        return [function(item) for item in items]
+
+
+class RetrieverBench:
+    """The retriever handler loaded in this process, with a 500-event call stored."""
+
+    def __init__(self) -> None:
+        outputs = common.stack_outputs()
+        environment = common.function_environment(outputs["RetrieverFunctionName"])
+        for name, value in environment.items():
+            if not name.startswith("AWS_"):
+                os.environ[name] = value
+
+        self.module = load_handler("retriever")
+        self.context = common.LambdaContext(outputs["RetrieverFunctionName"], memory_mb=1024)
+        common.silence_function_logs()
+        self.bucket = environment["EVENTS_BUCKET"]
+        self.shards = int(environment["TIME_INDEX_SHARDS"])
+        self.client = self.module.make_s3_client()
+        run_id = uuid.uuid4().hex[:10]
+        self.call_ids = {
+            CALL_EVENTS: f"bench-call500-{run_id}",
+            SMALL_CALL_EVENTS: f"bench-call25-{run_id}",
+        }
+        self.concurrent_store = self.module._event_store()
+        self.sequential_store = SequentialEventStore(
+            self.bucket, self.client, time_index_shards=self.shards
+        )
+
+    def store_call(self, size: int) -> None:
+        """Store the events of the call of `size` events, a second apart."""
+        call_id = self.call_ids[size]
+        events = []
+        for number in range(size):
+            minute, second = divmod(number, 60)
+            raw = {
+                "eventId": f"{call_id}-{number:03d}",
+                "eventType": "QUEUE_POSITION_UPDATED" if number % 2 else "DTMF_RECEIVED",
+                "callId": call_id,
+                "timestamp": f"2025-02-15T10:{minute:02d}:{second:02d}.000Z",
+                "source": "pbx-bench-01",
+                "payload": {"sequence": number, "digits": "1234"},
+            }
+            events.append(parse_event(raw, max_event_bytes=64 * 1024))
+        for result in self.concurrent_store.put_events(events):
+            if isinstance(result, Exception):
+                raise result
+
+    def request(self, size: int) -> dict[str, Any]:
+        call_id = self.call_ids[size]
+        request = copy.deepcopy(load_fixture("get-call-events.json"))
+        request["path"] = f"/calls/{call_id}/events"
+        request["pathParameters"] = {"callId": call_id}
+        request["queryStringParameters"] = None
+        request["multiValueQueryStringParameters"] = None
+        return request
+
+    def invoke(self, store: EventStore, size: int = CALL_EVENTS) -> float:
+        """GET the call of `size` events through the handler using `store`; return milliseconds."""
+        self.module._event_store = lambda: store
+        request = self.request(size)
+        with contextlib.redirect_stdout(common.DiscardingStream()):
+            started = time.perf_counter()
+            response = self.module.lambda_handler(request, self.context)
+            elapsed = (time.perf_counter() - started) * 1000
+        body = json.loads(response["body"])
+        if response["statusCode"] != 200 or body["count"] != size:
+            raise RuntimeError(f"the retriever returned status {response['statusCode']}: {body}")
+        return elapsed
+
+
+def measure(bench: RetrieverBench, rounds: int) -> dict[str, float]:
+    concurrent: list[float] = []
+    sequential: list[float] = []
+    for _ in range(rounds):
+        concurrent.append(bench.invoke(bench.concurrent_store))
+        sequential.append(bench.invoke(bench.sequential_store))
+    small = [bench.invoke(bench.concurrent_store, SMALL_CALL_EVENTS) for _ in range(rounds)]
+    return {
+        "concurrent_ms": median(concurrent),
+        "sequential_ms": median(sequential),
+        "call25_ms": median(small),
+    }
+
+
+def build_figures(emulator: dict[str, float], modelled: dict[str, float]) -> list[Figure]:
+    latency_ms = MODELLED_LATENCY_SECONDS * 1000
+    return [
+        figure(
+            "retriever_call500_concurrent_vs_sequential",
+            emulator["concurrent_ms"] / emulator["sequential_ms"],
+            "ratio",
+            "median retriever handler time for GET /calls/{callId}/events of a 500-event "
+            "call, concurrent / sequential fetch, emulator S3",
+            goal=FETCH_RATIO_GOAL,
+            comparison=AT_MOST,
+        ),
+        figure(
+            "retriever_call500_concurrent_vs_sequential_modelled_latency",
+            modelled["concurrent_ms"] / modelled["sequential_ms"],
+            "ratio",
+            f"as retriever_call500_concurrent_vs_sequential, with {latency_ms:g} ms added "
+            "before every S3 request (a model of S3's round trip)",
+            goal=FETCH_RATIO_GOAL,
+            comparison=AT_MOST,
+        ),
+        figure("retriever_call500_concurrent_ms", emulator["concurrent_ms"], "ms",
+               "median handler time, concurrent fetch, emulator S3"),
+        figure("retriever_call500_sequential_ms", emulator["sequential_ms"], "ms",
+               "median handler time, sequential fetch, emulator S3"),
+        figure("retriever_call25_ms", emulator["call25_ms"], "ms",
+               "median handler time of GET /calls/{callId}/events for a 25-event call, emulator S3"),
+        figure("retriever_call25_ms_modelled_latency", modelled["call25_ms"], "ms",
+               f"as retriever_call25_ms, with {latency_ms:g} ms added before every S3 request"),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
+                        help=f"rounds of one concurrent and one sequential GET (default {DEFAULT_ROUNDS})")
+    common.results_argument(parser)
+    args = parser.parse_args(argv)
+    common.require_local_endpoint()
+
+    bench = RetrieverBench()
+    bench.store_call(CALL_EVENTS)
+    bench.store_call(SMALL_CALL_EVENTS)
+    bench.invoke(bench.concurrent_store)
+    emulator = measure(bench, args.rounds)
+
+    def delay(**_: Any) -> None:
+        time.sleep(MODELLED_LATENCY_SECONDS)
+
+    bench.client.meta.events.register("before-send.s3", delay)
+    modelled = measure(bench, MODELLED_ROUNDS)
+
+    figures = build_figures(emulator, modelled)
+    print_figures("retriever: concurrent against sequential fetch", figures)
+    write_figures(args.results, figures, {"emulator": emulator, "modelled_latency": modelled})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,318 @@
+"""Storer benchmark: handler time per event against a bare PutObject, and batches against singles.
+
+The storer handler (functions/storer/app.py with the layer's callflow package)
+runs in this process against the emulator's S3 endpoint, with the client that
+callflow.store.make_s3_client builds for Lambda. Handler time is server-side
+time: from the call of lambda_handler to its return, without API Gateway.
+The bare PutObject uses the same client, so both sides pay the same client
+and emulator costs. Measurements alternate, so drift in machine load hits
+both sides of every ratio alike.
+
+Two settings are measured. "emulator" is the emulator as it is: it serves one
+S3 request at a time, so requests sent concurrently wait for each other.
+"modelled latency" adds a fixed delay before every S3 request (a botocore
+before-send hook, to both sides), which models the network round trip of S3
+in an AWS region, where requests run in parallel. It is a model, not S3.
+
+    python bench/storer_write.py [--singles 200] [--rounds 5] [--results FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import json
+import logging
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import common
+from common import AT_MOST, Figure, figure, load_fixture, load_handler, median, print_figures, write_figures
+
+DEFAULT_SINGLES = 200
+DEFAULT_ROUNDS = 5
+BATCH_SIZE = 100
+MODELLED_LATENCY_SECONDS = 0.010
+MODELLED_SINGLES = 60
+MODELLED_ROUNDS = 2
+WARM_UP_INVOCATIONS = 20
+BARE_BODY_BYTES = 360
+CONNECTION_LOGGER = "urllib3.connectionpool"
+
+STORER_RATIO_GOAL = 1.25
+BATCH_RATIO_GOAL = 0.2
+
+
+class ConnectionCounter(logging.Handler):
+    """Count the new HTTP connections urllib3 opens (it logs each at DEBUG level)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("Starting new HTTP"):
+            self.count += 1
+
+
+class StorerBench:
+    """The storer handler loaded in this process, and requests to time with it."""
+
+    def __init__(self) -> None:
+        outputs = common.stack_outputs()
+        environment = common.function_environment(outputs["StorerFunctionName"])
+        for name, value in environment.items():
+            # The emulator's endpoint stays the one this process was given.
+            if not name.startswith("AWS_"):
+                os.environ[name] = value
+
+        self.module = load_handler("storer")
+        self.context = common.LambdaContext(outputs["StorerFunctionName"])
+        self.sink = common.silence_function_logs()
+        self.bucket = environment["EVENTS_BUCKET"]
+        self.client = self.module.make_s3_client()
+        self.template = load_fixture("post-event.json")
+        self.run_id = uuid.uuid4().hex[:10]
+        self.sequence = 0
+
+    def _event(self, call_number: int) -> dict[str, Any]:
+        self.sequence += 1
+        return {
+            "eventId": f"bench-{self.run_id}-{self.sequence:06d}",
+            "eventType": "SIP_INVITE",
+            "callId": f"bench-call-{self.run_id}-{call_number:04d}",
+            "timestamp": "2025-02-14T09:30:00.250Z",
+            "source": "pbx-bench-01",
+            "from": "+15550100001",
+            "to": "+15550190002",
+            "payload": {"cseq": "1 INVITE", "codec": "PCMU"},
+        }
+
+    def request(self, body: object) -> dict[str, Any]:
+        request = copy.deepcopy(self.template)
+        request["body"] = json.dumps(body)
+        return request
+
+    def single_request(self) -> dict[str, Any]:
+        return self.request(self._event(self.sequence // 10))
+
+    def batch_request(self) -> dict[str, Any]:
+        call_number = self.sequence
+        return self.request([self._event(call_number + n // 25) for n in range(BATCH_SIZE)])
+
+    def invoke(self, request: dict[str, Any]) -> float:
+        """Invoke the handler; return its time in milliseconds. Raises on an unexpected status."""
+        with contextlib.redirect_stdout(self.sink):
+            started = time.perf_counter()
+            response = self.module.lambda_handler(request, self.context)
+            elapsed = (time.perf_counter() - started) * 1000
+        if response["statusCode"] != 201:
+            raise RuntimeError(f"the storer returned status {response['statusCode']}: {response['body']}")
+        return elapsed
+
+    def bare_put(self) -> float:
+        """Put one object of the size of an event with a plain put_object; return milliseconds."""
+        self.sequence += 1
+        started = time.perf_counter()
+        self.client.put_object(
+            Bucket=self.bucket,
+            Key=f"bench/bare/{self.run_id}/{self.sequence:06d}",
+            Body=b"x" * BARE_BODY_BYTES,
+        )
+        return (time.perf_counter() - started) * 1000
+
+
+def measure(bench: StorerBench, singles: int, rounds: int) -> dict[str, float]:
+    """Measure singles against bare puts, then batches against 100 singles, alternating."""
+    bare_times: list[float] = []
+    single_times: list[float] = []
+    for _ in range(singles):
+        bare_times.append(bench.bare_put())
+        single_times.append(bench.invoke(bench.single_request()))
+
+    batch_times: list[float] = []
+    hundred_single_times: list[float] = []
+    for _ in range(rounds):
+        batch_times.append(bench.invoke(bench.batch_request()))
+        requests = [bench.single_request() for _ in range(BATCH_SIZE)]
+        hundred_single_times.append(sum(bench.invoke(request) for request in requests))
+
+    return {
+        "bare_put_ms": median(bare_times),
+        "single_event_ms": median(single_times),
+        "batch_ms": median(batch_times),
+        "hundred_singles_ms": median(hundred_single_times),
+    }
+
+
+def count_new_connections(bench: StorerBench, invocations: int) -> tuple[int, int]:
+    """Return (new HTTP connections, S3 clients created) over warm single-event invocations."""
+    counter = ConnectionCounter()
+    connection_logger = logging.getLogger(CONNECTION_LOGGER)
+    previous_level = connection_logger.level
+    connection_logger.setLevel(logging.DEBUG)
+    connection_logger.addHandler(counter)
+    clients_before = bench.module.make_s3_client.cache_info().misses
+    try:
+        for _ in range(invocations):
+            bench.invoke(bench.single_request())
+    finally:
+        connection_logger.removeHandler(counter)
+        connection_logger.setLevel(previous_level)
+    return counter.count, bench.module.make_s3_client.cache_info().misses - clients_before
+
+
+def measure_log_bytes(bench: StorerBench) -> dict[str, float]:
+    """Return the log bytes the handler writes per event and per request besides the events."""
+    before = bench.sink.bytes_written
+    bench.invoke(bench.single_request())
+    single = bench.sink.bytes_written - before
+
+    before = bench.sink.bytes_written
+    bench.invoke(bench.batch_request())
+    batch = bench.sink.bytes_written - before
+
+    per_event = (batch - single) / (BATCH_SIZE - 1)
+    return {"per_event": per_event, "per_request": single - per_event}
+
+
+def add_latency(client: Any, seconds: float) -> Callable[..., None]:
+    def delay(**_: Any) -> None:
+        time.sleep(seconds)
+
+    client.meta.events.register("before-send.s3", delay)
+    return delay
+
+
+def build_figures(emulator: dict[str, float], modelled: dict[str, float], connections: int,
+                  clients: int, invocations: int) -> list[Figure]:
+    latency_ms = MODELLED_LATENCY_SECONDS * 1000
+    figures = [
+        figure(
+            "storer_time_per_event_vs_bare_put",
+            emulator["single_event_ms"] / emulator["bare_put_ms"],
+            "ratio",
+            "median storer handler time for a one-event POST / median bare PutObject, "
+            "emulator S3",
+            goal=STORER_RATIO_GOAL,
+            comparison=AT_MOST,
+        ),
+        figure(
+            "storer_time_per_event_in_batch_vs_bare_put",
+            emulator["batch_ms"] / BATCH_SIZE / emulator["bare_put_ms"],
+            "ratio",
+            "median storer handler time for a 100-event POST, per event / median bare "
+            "PutObject, emulator S3",
+            goal=STORER_RATIO_GOAL,
+            comparison=AT_MOST,
+        ),
+        figure(
+            "storer_batch_vs_100_singles",
+            emulator["batch_ms"] / emulator["hundred_singles_ms"],
+            "ratio",
+            "median handler time of one 100-event POST / of 100 one-event POSTs, emulator S3",
+            goal=BATCH_RATIO_GOAL,
+            comparison=AT_MOST,
+        ),
+        figure(
+            "storer_time_per_event_vs_bare_put_modelled_latency",
+            modelled["single_event_ms"] / modelled["bare_put_ms"],
+            "ratio",
+            f"as storer_time_per_event_vs_bare_put, with {latency_ms:g} ms added before "
+            "every S3 request (a model of S3's round trip)",
+            goal=STORER_RATIO_GOAL,
+            comparison=AT_MOST,
+        ),
+        figure(
+            "storer_time_per_event_in_batch_vs_bare_put_modelled_latency",
+            modelled["batch_ms"] / BATCH_SIZE / modelled["bare_put_ms"],
+            "ratio",
+            f"as storer_time_per_event_in_batch_vs_bare_put, with {latency_ms:g} ms added "
+            "before every S3 request",
+            goal=STORER_RATIO_GOAL,
+            comparison=AT_MOST,
+        ),
+        figure(
+            "storer_batch_vs_100_singles_modelled_latency",
+            modelled["batch_ms"] / modelled["hundred_singles_ms"],
+            "ratio",
+            f"as storer_batch_vs_100_singles, with {latency_ms:g} ms added before every S3 "
+            "request",
+            goal=BATCH_RATIO_GOAL,
+            comparison=AT_MOST,
+        ),
+        figure("storer_single_event_handler_ms", emulator["single_event_ms"], "ms",
+               "median storer handler time for a one-event POST, emulator S3"),
+        figure("storer_batch_100_handler_ms", emulator["batch_ms"], "ms",
+               "median storer handler time for a 100-event POST, emulator S3"),
+        figure("bare_put_ms", emulator["bare_put_ms"], "ms",
+               "median bare PutObject of a 360-byte object, emulator S3"),
+        figure("storer_single_event_handler_ms_modelled_latency", modelled["single_event_ms"], "ms",
+               f"as storer_single_event_handler_ms, with {latency_ms:g} ms added before every "
+               "S3 request"),
+        figure("storer_batch_100_handler_ms_modelled_latency", modelled["batch_ms"], "ms",
+               f"as storer_batch_100_handler_ms, with {latency_ms:g} ms added before every "
+               "S3 request"),
+        figure("bare_put_ms_modelled_latency", modelled["bare_put_ms"], "ms",
+               f"as bare_put_ms, with {latency_ms:g} ms added before every S3 request"),
+        figure(
+            "storer_new_s3_connections_warm",
+            connections,
+            "connections",
+            f"new HTTP connections to S3 over {invocations} warm one-event invocations",
+            goal=0,
+            comparison=AT_MOST,
+        ),
+        figure(
+            "storer_s3_clients_created_warm",
+            clients,
+            "clients",
+            f"S3 clients created over {invocations} warm one-event invocations",
+            goal=0,
+            comparison=AT_MOST,
+        ),
+    ]
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--singles", type=int, default=DEFAULT_SINGLES,
+                        help=f"one-event POSTs and bare puts to time (default {DEFAULT_SINGLES})")
+    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
+                        help=f"rounds of one batch and {BATCH_SIZE} singles (default {DEFAULT_ROUNDS})")
+    common.results_argument(parser)
+    args = parser.parse_args(argv)
+    common.require_local_endpoint()
+
+    bench = StorerBench()
+    for _ in range(WARM_UP_INVOCATIONS):
+        bench.invoke(bench.single_request())
+    bench.invoke(bench.batch_request())
+
+    connections, clients = count_new_connections(bench, WARM_UP_INVOCATIONS)
+    log_bytes = measure_log_bytes(bench)
+    emulator = measure(bench, args.singles, args.rounds)
+
+    add_latency(bench.client, MODELLED_LATENCY_SECONDS)
+    bench.invoke(bench.batch_request())
+    modelled = measure(bench, MODELLED_SINGLES, MODELLED_ROUNDS)
+
+    figures = build_figures(emulator, modelled, connections, clients, WARM_UP_INVOCATIONS)
+    figures.append(figure("storer_log_bytes_per_event", log_bytes["per_event"], "bytes",
+                          "bytes the storer logs per event of a POST (its outcome line)"))
+    figures.append(figure("storer_log_bytes_per_request", log_bytes["per_request"], "bytes",
+                          "bytes the storer logs per POST besides the per-event lines "
+                          "(metrics and request lines; Lambda's own lines not included)"))
+    print_figures("storer: handler time against a bare PutObject", figures)
+    write_figures(args.results, figures, {"emulator": emulator, "modelled_latency": modelled})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
