@@ -35,7 +35,7 @@ def endpoint_url(port: int) -> str:
 
 
 def is_ready(port: int) -> bool:
-    """Return whether an emulator answers its health check on this port."""
+    """Return whether an emulator responds to its health check on this port."""
     try:
         with urllib.request.urlopen(f"{endpoint_url(port)}/_ministack/health", timeout=2) as reply:
             return reply.status == 200
@@ -126,7 +126,7 @@ def start(port: int, state_dir: Path) -> int:
             print(f"emulator running (pid {process.pid}) at {endpoint_url(port)}, state in {state_dir}")
             return 0
         time.sleep(POLL_INTERVAL_SECONDS)
-    print(f"error: the emulator did not answer within {READY_TIMEOUT_SECONDS} s; see {log_path}", file=sys.stderr)
+    print(f"error: the emulator did not respond within {READY_TIMEOUT_SECONDS} s; see {log_path}", file=sys.stderr)
     stop(state_dir)
     return 1
 
@@ -159,7 +159,7 @@ def stop(state_dir: Path) -> int:
 
 
 def status(port: int, state_dir: Path) -> int:
-    """Print whether the emulator runs; exit 0 when it answers, 1 otherwise."""
+    """Print whether the emulator runs; exit 0 when it responds, 1 otherwise."""
     pid = _read_pid(state_dir)
     recorded_port = _read_port(state_dir) or port
     if pid is not None and is_ready(recorded_port):

@@ -46,7 +46,7 @@ OUTCOME_MESSAGES = {
     STATUS_FAILED: "Event store failed",
 }
 DEFAULT_RETRY_AFTER_SECONDS = "2"
-# The storer answers before Lambda stops it. S3 writes still running then are
+# The storer responds before Lambda stops it. S3 writes still running then are
 # reported failed (503 with Retry-After), and a retry of the request completes
 # them safely: events that were stored come back as duplicates.
 RESPONSE_MARGIN_SECONDS = 1.5
