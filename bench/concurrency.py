@@ -295,9 +295,15 @@ def plan_requests(config: BenchConfig, run_id: str, rng: random.Random) -> list[
             size = 1
         else:
             size = rng.randint(2, config.max_batch)
-        chunk = tuple(pool[position : position + size])
-        requests_.append(PostRequest(chunk, batch=size > 1))
-        position += len(chunk)
+        # The API rejects a batch that repeats an eventId, so a chunk ends
+        # before a second submission of an event it already carries.
+        chunk: list[Submission] = []
+        while position < len(pool) and len(chunk) < size:
+            if any(item.number == pool[position].number for item in chunk):
+                break
+            chunk.append(pool[position])
+            position += 1
+        requests_.append(PostRequest(tuple(chunk), batch=size > 1))
     rng.shuffle(requests_)
 
     # A racing re-send goes right after the request that carries its original,
