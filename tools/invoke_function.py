@@ -30,13 +30,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
 
-    payload = args.event.read_bytes()
-    json.loads(payload)
-    outputs = {
-        item["OutputKey"]: item["OutputValue"]
-        for item in boto3.client("cloudformation").describe_stacks(StackName=args.stack_name)["Stacks"][0]["Outputs"]
-    }
+    try:
+        payload = args.event.read_bytes()
+        json.loads(payload)
+    except (OSError, ValueError) as error:
+        print(f"error: cannot read the event fixture {args.event}: {error}", file=sys.stderr)
+        return 1
+    try:
+        stacks = boto3.client("cloudformation").describe_stacks(StackName=args.stack_name)["Stacks"]
+    except (BotoCoreError, ClientError) as error:
+        print(
+            f"error: stack {args.stack_name} could not be read ({error}); "
+            "is the emulator running? Start it with `make local`",
+            file=sys.stderr,
+        )
+        return 1
+    outputs = {item["OutputKey"]: item["OutputValue"] for item in stacks[0]["Outputs"]}
     function_name = f"{outputs[FUNCTION_OUTPUTS[args.function]]}:{ALIAS}"
     reply = boto3.client("lambda").invoke(FunctionName=function_name, Payload=payload)
     result = reply["Payload"].read().decode()

@@ -48,10 +48,15 @@ def _client(service: str) -> Any:
 
 def stack_outputs(stack_name: str) -> dict[str, str]:
     """Return the stack's Outputs as a name -> value mapping."""
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import ClientError, EndpointConnectionError
 
     try:
         stacks = _client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"]
+    except EndpointConnectionError as error:
+        raise SystemExit(
+            f"error: the emulator at {os.environ.get('AWS_ENDPOINT_URL')} does not respond; "
+            "start it with `make local`"
+        ) from error
     except ClientError as error:
         raise SystemExit(
             f"error: stack {stack_name} was not found on {os.environ.get('AWS_ENDPOINT_URL')} "
