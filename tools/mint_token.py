@@ -32,6 +32,7 @@ if str(COMMON_LAYER) not in sys.path:
 import jwt  # noqa: E402
 
 from callflow import secrets  # noqa: E402
+from callflow.auth import KNOWN_SCOPES  # noqa: E402
 from callflow.settings import DEFAULT_JWT_AUDIENCE, DEFAULT_JWT_ISSUER, get_settings  # noqa: E402
 
 STACK_NAME_ENV = "CALLFLOW_STACK_NAME"
@@ -188,6 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Print a token and return 0, or print what is missing to stderr and return 1."""
     args = build_parser().parse_args(argv)
+    unknown = sorted(set(args.scopes.split()) - KNOWN_SCOPES)
+    if unknown:
+        # Still minted, for testing denials, but the API grants nothing for these.
+        print(
+            f"mint_token.py: warning: scopes {', '.join(unknown)} are unknown to the API, "
+            f"which knows {', '.join(sorted(KNOWN_SCOPES))}",
+            file=sys.stderr,
+        )
 
     try:
         secret_arn = find_jwt_secret_arn(args.stack_name)

@@ -270,3 +270,18 @@ def test_script_runs_without_installed_package() -> None:
     assert completed.returncode == 0, completed.stderr
     assert "--stack-name" in completed.stdout
 
+
+
+def test_cli_warns_about_unknown_scope(
+    cloudformation: FakeCloudFormation, stored_secret: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cloudformation.stacks["callflow-local"] = [
+        {"OutputKey": "JwtSecretArn", "OutputValue": stored_secret},
+    ]
+
+    exit_code = tool.main(["--scopes", "admin events:read"])
+
+    captured = capsys.readouterr()
+    assert exit_code == 0
+    assert "warning: scopes admin are unknown" in captured.err
+    assert captured.out.strip().count(".") == 2
