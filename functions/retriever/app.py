@@ -31,7 +31,12 @@ from callflow.query import (
     parse_list_query,
     run_query,
 )
-from callflow.responses import error_response, json_response
+from callflow.responses import (
+    error_response,
+    json_response,
+    logged_error_response,
+    unexpected_error_response,
+)
 from callflow.settings import get_settings
 from callflow.store import EventStore, make_s3_client
 
@@ -168,25 +173,12 @@ def handle_route_not_found(_error: Exception) -> Response:
 
 @app.exception_handler(CallflowError)
 def handle_callflow_error(error: CallflowError) -> Response:
-    # The message and details can repeat client values, so only the code is logged.
-    fields = {"code": error.code, "httpStatus": error.status}
-    if error.status >= 500:
-        logger.error("Request failed", extra=fields)
-    else:
-        logger.warning("Request rejected", extra=fields)
-    return error_response(error)
+    return logged_error_response(logger, error)
 
 
 @app.exception_handler(Exception)
 def handle_unexpected_error(error: Exception) -> Response:
-    logger.exception("Unexpected error", extra={"code": "INTERNAL_ERROR"})
-    request_id = app.current_event.request_context.request_id
-    return error_response(
-        CallflowError(
-            "The retriever failed unexpectedly. Retrying is safe; if it keeps failing, "
-            f"report requestId {request_id}."
-        )
-    )
+    return unexpected_error_response(logger, "retriever", app.current_event.request_context.request_id)
 
 
 @metrics.log_metrics

@@ -26,7 +26,11 @@ from callflow.keys import event_key
 from aws_lambda_powertools.metrics import MetricUnit
 
 from callflow.observability import bind_request, make_logger, make_metrics
-from callflow.responses import error_response, json_response
+from callflow.responses import (
+    json_response,
+    logged_error_response,
+    unexpected_error_response,
+)
 from callflow.settings import get_settings
 from callflow.store import (
     STATUS_CONFLICT,
@@ -242,27 +246,12 @@ def _log_outcome(
 
 @app.exception_handler(CallflowError)
 def handle_callflow_error(error: CallflowError) -> Response:
-    # The message and details can repeat client values, so only the code is logged.
-    fields = {"code": error.code, "httpStatus": error.status}
-    if error.status >= 500:
-        logger.error("Request failed", extra=fields)
-    else:
-        logger.warning("Request rejected", extra=fields)
-    return error_response(error)
+    return logged_error_response(logger, error)
 
 
 @app.exception_handler(Exception)
 def handle_unexpected_error(error: Exception) -> Response:
-    logger.exception("Unexpected error", extra={"code": "INTERNAL_ERROR"})
-    request_id = app.current_event.request_context.request_id
-    body = {
-        "code": "INTERNAL_ERROR",
-        "message": (
-            "The storer failed unexpectedly. Retrying is safe; if it keeps failing, "
-            f"report requestId {request_id}."
-        ),
-    }
-    return json_response(500, body)
+    return unexpected_error_response(logger, "storer", app.current_event.request_context.request_id)
 
 
 @app.not_found

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import Response
 
 from callflow.errors import CallflowError
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools import Logger
 
 JSON_CONTENT_TYPE = "application/json"
 
@@ -27,3 +30,28 @@ def error_response(error: CallflowError) -> Response:
     """Build the JSON error response for `error`, with its headers such as Retry-After."""
     body: dict[str, Any] = error.to_body()
     return json_response(error.status, body, error.headers)
+
+
+def logged_error_response(logger: Logger, error: CallflowError) -> Response:
+    """Log a rejected or failed request by code and status, and build its error response.
+
+    Only the code is logged because the message and details can repeat
+    client values, such as phone numbers.
+    """
+    fields = {"code": error.code, "httpStatus": error.status}
+    if error.status >= 500:
+        logger.error("Request failed", extra=fields)
+    else:
+        logger.warning("Request rejected", extra=fields)
+    return error_response(error)
+
+
+def unexpected_error_response(logger: Logger, function: str, request_id: str) -> Response:
+    """Log the exception being handled with its traceback and build a 500 INTERNAL_ERROR."""
+    logger.exception("Unexpected error", extra={"code": "INTERNAL_ERROR"})
+    return error_response(
+        CallflowError(
+            f"The {function} failed unexpectedly. Retrying is safe; if it keeps failing, "
+            f"report requestId {request_id}."
+        )
+    )
