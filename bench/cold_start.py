@@ -55,6 +55,7 @@ TRACE_HEADER = "Root=1-6931e5a1-0c1d5f3b2a7e4c9d8b6a5f4e;Parent=53995c3f42cd8ad8
 # Imports whose cost the report names, each measured alone in a fresh interpreter.
 MEASURED_MODULES = (
     "aws_xray_sdk.core",
+    "aws_lambda_powertools",
     "aws_lambda_powertools.event_handler",
     "aws_lambda_powertools.metrics",
     "aws_lambda_powertools.logging",
@@ -274,12 +275,15 @@ def module_import_costs(bench: ColdStartBench, runs: int) -> dict[str, float]:
     """Return the median milliseconds to import each of MEASURED_MODULES alone, layer as built."""
     costs = {}
     layer = str(bench.as_built_dir / "CommonLayer" / "python")
+    # Outside Lambda the X-Ray SDK imports a centralised sampler at import, so
+    # the import runs with Lambda's LAMBDA_TASK_ROOT, as the cold starts do.
+    environment = bench.lambda_environment("storer", bench.as_built_dir / FUNCTION_DIRS["storer"])
     for module in MEASURED_MODULES:
         samples = []
         for _ in range(runs):
             completed = subprocess.run(
                 [sys.executable, str(CHILD), "module", module, layer],
-                capture_output=True, text=True, env=bench.environments["storer"],
+                capture_output=True, text=True, env=environment,
                 cwd=bench.work_dir, timeout=CHILD_TIMEOUT_SECONDS, check=False,
             )
             lines = [line for line in completed.stdout.splitlines() if line.startswith(RESULT_MARKER)]

@@ -4,7 +4,8 @@
 .local/bench-emulator, emptied first) and deploys the template as the stack
 callflow-bench. Then it runs the scripts below one after another and merges
 their figures into bench-results.json at the repository root. The emulator
-is stopped however the run ends. docs/benchmarks.md explains every figure.
+is stopped however the run ends, and its state folder deleted unless
+--keep-state is given. docs/benchmarks.md explains every figure.
 
     python bench/run_all.py [--port 4595] [--state-dir .local/bench-emulator] [--only NAME ...]
 """
@@ -90,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="emulator state folder, emptied before the run (default .local/bench-emulator)")
     parser.add_argument("--only", nargs="+", choices=[name for name, _ in SCRIPTS],
                         help="run only these benchmarks")
+    parser.add_argument("--keep-state", action="store_true",
+                        help="keep the emulator's state folder after the run (it takes about 1 GB "
+                             "with the data set); by default it is deleted")
     args = parser.parse_args(argv)
 
     started = time.monotonic()
@@ -142,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
                 extra[name] = document["extra"]
     finally:
         run([python, emulator, "stop", "--state-dir", str(state_dir)], environment)
+        if not args.keep_state:
+            shutil.rmtree(state_dir, ignore_errors=True)
 
     info["load_average_at_end"] = os.getloadavg()
     report = {

@@ -90,17 +90,17 @@ DEFAULT_AUTHORIZER_MEMORY_MB = 256
 # records). The authorizer's is an estimate: a warm HS256 or RS256 check and
 # the policy take a few milliseconds. Replace them with the Duration metric of
 # the deployed functions.
-DEFAULT_STORER_SINGLE_MS = 36.0
-DEFAULT_STORER_BATCH_MS = 984.0
-DEFAULT_RETRIEVER_CALL_MS = 70.0
+DEFAULT_STORER_SINGLE_MS = 30.0
+DEFAULT_STORER_BATCH_MS = 523.0
+DEFAULT_RETRIEVER_CALL_MS = 61.0
 DEFAULT_AUTHORIZER_MS = 5.0
 
 # API Gateway caches the authorizer's policy per token for AuthorizerCacheTtlSeconds.
 DEFAULT_AUTHORIZER_CACHE_SECONDS = 300
 DEFAULT_ACTIVE_TOKENS = 10
 
-# Log bytes. Per event: the storer's outcome line, 543 bytes measured by
-# bench/storer_write.py. Per request: the storer's other lines (435 bytes
+# Log bytes. Per event: the storer's outcome line, 542 bytes measured by
+# bench/storer_write.py. Per request: the storer's other lines (436 bytes
 # measured), the API access log line of the template's format (about 600
 # bytes) and Lambda's START, END and REPORT lines (about 350 bytes, estimated).
 DEFAULT_LOG_BYTES_PER_EVENT = 550
