@@ -30,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
+
+    # The tools folder is on sys.path when this file runs as a script.
+    from local_stack import stack_outputs
 
     try:
         payload = args.event.read_bytes()
@@ -38,16 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as error:
         print(f"error: cannot read the event fixture {args.event}: {error}", file=sys.stderr)
         return 1
-    try:
-        stacks = boto3.client("cloudformation").describe_stacks(StackName=args.stack_name)["Stacks"]
-    except (BotoCoreError, ClientError) as error:
-        print(
-            f"error: stack {args.stack_name} could not be read ({error}); "
-            "is the emulator running? Start it with `make local`",
-            file=sys.stderr,
-        )
-        return 1
-    outputs = {item["OutputKey"]: item["OutputValue"] for item in stacks[0]["Outputs"]}
+    outputs = stack_outputs(args.stack_name)
     function_name = f"{outputs[FUNCTION_OUTPUTS[args.function]]}:{ALIAS}"
     reply = boto3.client("lambda").invoke(FunctionName=function_name, Payload=payload)
     result = reply["Payload"].read().decode()
