@@ -5,7 +5,7 @@
     python tools/local_stack.py outputs
 
 AWS_ENDPOINT_URL must point at the emulator (the Makefile sets it). `deploy`
-runs `sam build` with CALLFLOW_BUILD_TARGET=local, so the layer holds wheels
+runs `sam build` with CALLFLOW_BUILD_TARGET=local, so the layer contains wheels
 for this machine's Python, then `sam deploy --config-env local`.
 
 The emulator's OpenAPI import skips `x-amazon-apigateway-gateway-responses`,

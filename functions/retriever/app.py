@@ -154,7 +154,7 @@ def handle_route_not_found(_error: Exception) -> Response:
     request = app.current_event
     # API Gateway matched /events/{eventId} or /calls/{callId}/events, but the
     # resolver's route patterns reject some characters (control characters, a
-    # backslash), so an invalid id lands here: answer 400 for the id.
+    # backslash), so an invalid id lands here: respond with 400 for the id.
     path_parameters = request.path_parameters or {}
     for field in ("eventId", "callId"):
         if field in path_parameters:

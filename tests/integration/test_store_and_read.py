@@ -35,7 +35,7 @@ def test_health_reports_healthy(api):
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_sample_call_is_read_back_complete_and_in_order(api, run_id, case):
+def test_sample_call_reads_back_in_order(api, run_id, case):
     events = unique_case(case, run_id)
     call_id = events[0]["callId"]
 
@@ -66,7 +66,7 @@ def test_call_across_midnight_returns_both_days(api, run_id):
     assert body["events"][-1]["eventType"] == "CALL_ENDED"
 
 
-def test_events_without_id_get_assigned_ids_and_replay_is_duplicate(api, run_id):
+def test_missing_ids_assigned_and_replayable(api, run_id):
     events = unique_case("pbx-unanswered-call.json", run_id)
 
     first = api.post_events(events)

@@ -1,4 +1,4 @@
-"""Exceptions of the Callflow Service, one per failure a client can be told about.
+"""Exceptions of the Callflow Service, one per failure reported to a client.
 
 Each carries the stable `code` a client matches on, the HTTP status that fits,
 and a message that names the bad value and what to do. `callflow.responses`
@@ -81,7 +81,7 @@ class InvalidNextTokenError(ValidationError):
 
 
 class StorageUnavailableError(CallflowError):
-    """S3 did not answer within the time budget; the client should retry (503)."""
+    """S3 did not respond within the time budget, so the client should retry (503)."""
 
     status = 503
     code = "STORAGE_UNAVAILABLE"

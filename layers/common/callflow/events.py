@@ -492,7 +492,7 @@ def _parse_batch(document: list[Any], *, max_event_bytes: int, now: datetime) ->
 
 
 def _reject_repeated_event_ids(events: list[CallEvent]) -> None:
-    """Reject a batch that holds one eventId twice: which copy is stored would depend on timing."""
+    """Reject a batch that contains one eventId twice, because which copy is stored would depend on timing."""
     first_index: dict[str, int] = {}
     repeated: list[dict[str, Any]] = []
     for index, event in enumerate(events):
