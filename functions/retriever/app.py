@@ -13,15 +13,13 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote
 
-from aws_lambda_powertools import Tracer
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from callflow import secrets as callflow_secrets
-from callflow.errors import CallflowError, NotFoundError, StorageUnavailableError, ValidationError
+from callflow.errors import NotFoundError, StorageUnavailableError, ValidationError
 from callflow.events import validate_event_id
-from callflow.observability import bind_request, make_logger, make_metrics
+from callflow.http import JSON_CONTENT_TYPE, Request, Response, Router
+from callflow.observability import bind_request, make_logger, make_metrics, traced_handler
 from callflow.query import (
     EventQuery,
     QueryResult,
@@ -31,12 +29,7 @@ from callflow.query import (
     parse_list_query,
     run_query,
 )
-from callflow.responses import (
-    error_response,
-    json_response,
-    logged_error_response,
-    unexpected_error_response,
-)
+from callflow.responses import error_handler, error_response, json_response
 from callflow.settings import get_settings
 from callflow.store import EventStore, make_s3_client
 
@@ -44,18 +37,17 @@ SERVICE_NAME = "retriever"
 
 logger = make_logger(SERVICE_NAME)
 metrics = make_metrics(SERVICE_NAME)
-# Patches botocore, so every S3 call is an X-Ray subsegment of the invocation.
-tracer = Tracer()
-app = APIGatewayRestResolver()
+router = Router()
+on_error = error_handler(logger, SERVICE_NAME)
 
 
-@app.get("/events/<event_id>")
-def get_event(event_id: str) -> Response:
+@router.get("/events/{eventId}")
+def get_event(request: Request, context: Any, eventId: str) -> Response:  # noqa: N803
     started = time.perf_counter()
-    # Powertools takes the value from the request path, which may still be
-    # percent-encoded. No valid id contains "%", so decoding never alters one.
-    event_id = validate_event_id(unquote(event_id))
-    _reject_query_parameters()
+    # A path parameter may still be percent-encoded. No valid id contains "%",
+    # so decoding never alters one.
+    event_id = validate_event_id(unquote(eventId))
+    _reject_query_parameters(request)
 
     body = _event_store().get_event_bytes(event_id)
     _log_query(
@@ -71,23 +63,17 @@ def get_event(event_id: str) -> Response:
             f"Event {event_id!r} was not found: check the eventId, or store the event first.",
             code="EVENT_NOT_FOUND",
         )
-    # The stored bytes are canonical UTF-8 JSON and go out unchanged. A str
-    # body keeps Powertools from base64-encoding them.
-    return Response(
-        status_code=200,
-        content_type=content_types.APPLICATION_JSON,
-        body=body.decode("utf-8"),
-    )
+    # The stored bytes are canonical UTF-8 JSON and go out unchanged.
+    return Response(200, body.decode("utf-8"), JSON_CONTENT_TYPE)
 
 
-@app.get("/events")
-def list_events() -> Response:
+@router.get("/events")
+def list_events(request: Request, context: Any) -> Response:
     started = time.perf_counter()
-    request = app.current_event
     query = parse_list_query(
-        request.query_string_parameters,
+        request.query or None,
         now=datetime.now(UTC),
-        multi_params=request.multi_value_query_string_parameters,
+        multi_params=request.multi_query or None,
     )
 
     result = _run_query(query)
@@ -99,14 +85,13 @@ def list_events() -> Response:
     return json_response(200, body)
 
 
-@app.get("/calls/<call_id>/events")
-def get_call_events(call_id: str) -> Response:
+@router.get("/calls/{callId}/events")
+def get_call_events(request: Request, context: Any, callId: str) -> Response:  # noqa: N803
     started = time.perf_counter()
-    request = app.current_event
     query = parse_call_query(
-        unquote(call_id),
-        request.query_string_parameters,
-        multi_params=request.multi_value_query_string_parameters,
+        unquote(callId),
+        request.query or None,
+        multi_params=request.multi_query or None,
     )
     assert query.call_id is not None
 
@@ -131,9 +116,9 @@ def get_call_events(call_id: str) -> Response:
     return json_response(200, body)
 
 
-@app.get("/health")
-def get_health() -> Response:
-    _reject_query_parameters()
+@router.get("/health")
+def get_health(request: Request, context: Any) -> Response:
+    _reject_query_parameters(request)
     timestamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     try:
         _event_store().check_bucket()
@@ -149,51 +134,29 @@ def get_health() -> Response:
     return json_response(200, {"status": "healthy", "timestamp": timestamp})
 
 
-@app.not_found
-def handle_route_not_found(_error: Exception) -> Response:
-    request = app.current_event
-    # API Gateway matched /events/{eventId} or /calls/{callId}/events, but the
-    # resolver's route patterns reject some characters (control characters, a
-    # backslash), so an invalid id lands here: respond with 400 for the id.
-    path_parameters = request.path_parameters or {}
-    for field in ("eventId", "callId"):
-        if field in path_parameters:
-            try:
-                validate_event_id(unquote(path_parameters[field]), field=field)
-            except CallflowError as error:
-                return error_response(error)
+def _route_not_found(request: Request) -> Response:
     return error_response(
         NotFoundError(
-            f"No route matches {request.http_method} {request.path}: use GET /events, "
+            f"No route matches {request.method} {request.path}: use GET /events, "
             "GET /events/{eventId}, GET /calls/{callId}/events or GET /health.",
             code="ROUTE_NOT_FOUND",
         )
     )
 
 
-@app.exception_handler(CallflowError)
-def handle_callflow_error(error: CallflowError) -> Response:
-    return logged_error_response(logger, error)
-
-
-@app.exception_handler(Exception)
-def handle_unexpected_error(error: Exception) -> Response:
-    return unexpected_error_response(logger, "retriever", app.current_event.request_context.request_id)
-
-
 @metrics.log_metrics
-@tracer.capture_lambda_handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+@traced_handler
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     bind_request(logger, event, context)
-    return app.resolve(event, context)
+    return router.resolve(event, context, not_found=_route_not_found, on_error=on_error)
 
 
-def _reject_query_parameters() -> None:
+def _reject_query_parameters(request: Request) -> None:
     """Reject any query parameter on a route that takes none, as the list routes reject unknown ones."""
-    names = sorted(app.current_event.query_string_parameters or {})
+    names = sorted(request.query)
     if names:
         raise ValidationError(
-            f"Unknown query parameter {names[0]!r}: {app.current_event.path} takes no query "
+            f"Unknown query parameter {names[0]!r}: {request.path} takes no query "
             "parameters; remove them.",
             code="UNKNOWN_PARAMETER",
             details=[{"field": name, "code": "UNKNOWN_PARAMETER"} for name in names],

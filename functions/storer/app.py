@@ -16,21 +16,14 @@ from concurrent.futures import TimeoutError as FuturesTimeoutError
 from functools import lru_cache
 from typing import Any
 
-from aws_lambda_powertools import Tracer
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.event_handler.exceptions import NotFoundError as RouteNotFoundError
-
-from callflow.errors import CallflowError, ConflictError, StorageUnavailableError
-from callflow.events import CallEvent, parse_request_body
-from callflow.keys import event_key
 from aws_lambda_powertools.metrics import MetricUnit
 
-from callflow.observability import bind_request, make_logger, make_metrics
-from callflow.responses import (
-    json_response,
-    logged_error_response,
-    unexpected_error_response,
-)
+from callflow.errors import ConflictError, StorageUnavailableError
+from callflow.events import CallEvent, parse_request_body
+from callflow.http import Request, Response, Router
+from callflow.keys import event_key
+from callflow.observability import bind_request, make_logger, make_metrics, traced_handler
+from callflow.responses import error_handler, json_response
 from callflow.settings import get_settings
 from callflow.store import (
     STATUS_CONFLICT,
@@ -60,9 +53,8 @@ MIN_TIME_BUDGET_SECONDS = 0.1
 
 logger = make_logger(SERVICE_NAME)
 metrics = make_metrics(SERVICE_NAME)
-# Patches botocore, so every S3 call is an X-Ray subsegment of the invocation.
-tracer = Tracer()
-app = APIGatewayRestResolver()
+router = Router()
+on_error = error_handler(logger, SERVICE_NAME)
 # Runs a request's S3 writes so the handler can stop waiting at its deadline.
 request_runner = ThreadPoolExecutor(max_workers=4, thread_name_prefix="storer-request")
 
@@ -80,19 +72,18 @@ def get_store() -> EventStore:
     )
 
 
-@app.post("/events")
-def post_events() -> Response:
+@router.post("/events")
+def post_events(request: Request, context: Any) -> Response:
     started = time.perf_counter()
-    request = app.current_event
     events, is_batch = parse_request_body(
         request.body,
-        is_base64=bool(request.is_base64_encoded),
-        content_type=request.headers.get("content-type"),
+        is_base64=request.is_base64_encoded,
+        content_type=request.header("content-type"),
         settings=get_settings(),
     )
 
     store = get_store()
-    outcomes = _store_within_budget(store, events)
+    outcomes = _store_within_budget(store, events, context)
     for event, outcome in zip(events, outcomes):
         _log_outcome(event, outcome, store.bucket, started)
     _add_outcome_metrics(events, outcomes)
@@ -173,9 +164,9 @@ def _batch_response(
 
 
 def _store_within_budget(
-    store: EventStore, events: list[CallEvent]
+    store: EventStore, events: list[CallEvent], context: Any
 ) -> list[PutResult | StorageUnavailableError]:
-    budget = _time_budget_seconds()
+    budget = _time_budget_seconds(context)
     writes = request_runner.submit(store.put_events, events)
     try:
         return writes.result(timeout=budget)
@@ -191,8 +182,8 @@ def _store_within_budget(
         return [error] * len(events)
 
 
-def _time_budget_seconds() -> float:
-    remaining_ms = getattr(app.lambda_context, "get_remaining_time_in_millis", None)
+def _time_budget_seconds(context: Any) -> float:
+    remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
     total = remaining_ms() / 1000 if callable(remaining_ms) else DEFAULT_TIME_BUDGET_SECONDS
     return max(total - RESPONSE_MARGIN_SECONDS, MIN_TIME_BUDGET_SECONDS)
 
@@ -244,23 +235,11 @@ def _log_outcome(
         logger.info(OUTCOME_MESSAGES[outcome.status], extra=fields)
 
 
-@app.exception_handler(CallflowError)
-def handle_callflow_error(error: CallflowError) -> Response:
-    return logged_error_response(logger, error)
-
-
-@app.exception_handler(Exception)
-def handle_unexpected_error(error: Exception) -> Response:
-    return unexpected_error_response(logger, "storer", app.current_event.request_context.request_id)
-
-
-@app.not_found
-def handle_route_not_found(error: RouteNotFoundError) -> Response:
-    request = app.current_event
+def _route_not_found(request: Request) -> Response:
     body = {
         "code": "ROUTE_NOT_FOUND",
         "message": (
-            f"No route matches {request.http_method} {request.path}; "
+            f"No route matches {request.method} {request.path}; "
             "the storer serves POST /events."
         ),
     }
@@ -268,7 +247,7 @@ def handle_route_not_found(error: RouteNotFoundError) -> Response:
 
 
 @metrics.log_metrics
-@tracer.capture_lambda_handler
+@traced_handler
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     bind_request(logger, event, context)
-    return app.resolve(event, context)
+    return router.resolve(event, context, not_found=_route_not_found, on_error=on_error)

@@ -1,10 +1,17 @@
-"""Logger set-up shared by the handlers: Powertools JSON logs with request fields."""
+"""Logs, metrics and traces shared by the handlers.
+
+Logs are Powertools JSON lines with request fields, metrics are Powertools
+EMF lines. X-Ray subsegments for every AWS call are opt-in (see
+traced_handler), because the X-Ray SDK adds about a hundred milliseconds or
+more to every cold start.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
@@ -18,6 +25,10 @@ SERVICE_NAME_VARIABLE = "POWERTOOLS_SERVICE_NAME"
 METRICS_NAMESPACE = "Callflow"
 METRICS_NAMESPACE_VARIABLE = "POWERTOOLS_METRICS_NAMESPACE"
 ENVIRONMENT_VARIABLE = "ENVIRONMENT"
+# "true" records an X-Ray subsegment for every AWS call the function makes.
+TRACE_AWS_CALLS_VARIABLE = "CALLFLOW_TRACE_AWS_CALLS"
+
+_Handler = TypeVar("_Handler", bound=Callable[..., Any])
 
 
 def make_logger(service: str) -> Logger:
@@ -62,3 +73,26 @@ def bind_request(logger: Logger, event: dict[str, Any], context: Any) -> None:
     request_id = request_context.get("requestId") or getattr(context, "aws_request_id", None)
     function_name = getattr(context, "function_name", None)
     logger.append_keys(requestId=request_id, functionName=function_name)
+
+
+def aws_call_tracing_enabled() -> bool:
+    """Return True when CALLFLOW_TRACE_AWS_CALLS is "true": an X-Ray subsegment per AWS call."""
+    return os.environ.get(TRACE_AWS_CALLS_VARIABLE, "false").strip().lower() == "true"
+
+
+def traced_handler(handler: _Handler) -> _Handler:
+    """Return `handler`, wrapped by Powertools Tracer when CALLFLOW_TRACE_AWS_CALLS is "true".
+
+    With the function's active tracing, Lambda records every invocation in
+    X-Ray without any SDK. The Tracer adds a subsegment for each boto3 call,
+    such as every S3 write, at the cost of importing the X-Ray SDK on every
+    cold start, so it is imported only when the variable is "true". Only
+    botocore is patched, and responses are not copied into the trace, since
+    they can hold personal data and exceed the size of a trace document.
+    """
+    if not aws_call_tracing_enabled():
+        return handler
+    from aws_lambda_powertools import Tracer
+
+    tracer = Tracer(patch_modules=("botocore",))
+    return tracer.capture_lambda_handler(handler, capture_response=False)  # type: ignore[return-value]

@@ -5,25 +5,16 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.event_handler import Response
-
 from callflow.errors import CallflowError
+from callflow.http import JSON_CONTENT_TYPE, ErrorHandler, Request, Response
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Logger
 
-JSON_CONTENT_TYPE = "application/json"
-
-
 def json_response(status: int, body: object, headers: dict[str, str] | None = None) -> Response:
     """Build a Response with `body` serialised as compact UTF-8 JSON."""
     text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-    return Response(
-        status_code=status,
-        content_type=JSON_CONTENT_TYPE,
-        body=text,
-        headers=dict(headers or {}),
-    )
+    return Response(status, text, JSON_CONTENT_TYPE, dict(headers or {}))
 
 
 def error_response(error: CallflowError) -> Response:
@@ -55,3 +46,16 @@ def unexpected_error_response(logger: Logger, function: str, request_id: str) ->
             f"report requestId {request_id}."
         )
     )
+
+
+def error_handler(logger: Logger, function: str) -> ErrorHandler:
+    """Return the Router error handler of `function`: a CallflowError becomes its
+    response, any other exception a logged 500 INTERNAL_ERROR."""
+
+    def handle(request: Request, context: Any, error: Exception) -> Response:
+        if isinstance(error, CallflowError):
+            return logged_error_response(logger, error)
+        request_id = request.request_id or getattr(context, "aws_request_id", None) or "unknown"
+        return unexpected_error_response(logger, function, request_id)
+
+    return handle
