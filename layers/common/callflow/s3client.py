@@ -1,0 +1,512 @@
+"""A small S3 client for the handlers' hot path, on the standard library.
+
+boto3 costs a cold start about 200 ms before the first S3 request: its import
+and the client's load of the S3 model and endpoint rules. The client waits
+for it. This client makes the seven calls EventStore needs (put_object,
+get_object, list_objects_v2, head_object, head_bucket, delete_object) with
+the same arguments and results as boto3's S3 client, and raises botocore's
+exception classes, so EventStore works the same with either.
+
+What it does, as botocore does it:
+- Signature Version 4 with the credentials Lambda puts in the environment
+  (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN). The payload
+  is hashed and signed, not sent as UNSIGNED-PAYLOAD.
+- Virtual-hosted addressing at https://BUCKET.s3.REGION.amazonaws.com, or
+  path-style addressing at AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL when set
+  (a VPC endpoint or a local emulator).
+- Standard-mode retries: throttling, 5xx responses, timeouts and dropped
+  connections are retried with jittered exponential backoff, up to
+  `max_attempts` attempts in all.
+- Keep-alive connections in a pool that threads share, with separate
+  connect and read timeouts.
+
+S3Client.from_environment returns None, and callflow.store uses boto3
+instead, when CALLFLOW_S3_CLIENT is "boto3", when AWS calls are traced (the
+X-Ray SDK patches botocore only), or when the environment has no credentials
+or region.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import io
+import os
+import queue
+import random
+import select
+import ssl
+import time
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from callflow.observability import aws_call_tracing_enabled
+
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
+
+SERVICE = "s3"
+ALGORITHM = "AWS4-HMAC-SHA256"
+S3_XML_NAMESPACE = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+USER_AGENT = "callflow-s3client/1"
+CLIENT_VARIABLE = "CALLFLOW_S3_CLIENT"
+
+# Standard-mode retries of botocore: these statuses and error codes are
+# transient, and the backoff is random up to base * 2**attempt seconds.
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+RETRY_CODES = frozenset(
+    {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "InternalError", "ServiceUnavailable"}
+)
+BACKOFF_BASE_SECONDS = 0.1
+BACKOFF_CAP_SECONDS = 20.0
+
+
+@dataclass(frozen=True)
+class Credentials:
+    access_key: str
+    secret_key: str
+    token: str | None = None
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> Credentials | None:
+        access_key = environ.get("AWS_ACCESS_KEY_ID")
+        secret_key = environ.get("AWS_SECRET_ACCESS_KEY")
+        if not access_key or not secret_key:
+            return None
+        return cls(access_key, secret_key, environ.get("AWS_SESSION_TOKEN") or None)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """The destination of requests for a bucket: scheme, host, port and addressing style."""
+
+    scheme: str
+    host: str
+    port: int | None
+    path_style: bool
+    base_path: str = ""
+
+    @classmethod
+    def resolve(cls, region: str, environ: Mapping[str, str] = os.environ) -> Endpoint:
+        url = environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL")
+        if url:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"the S3 endpoint URL {url!r} is not an http(s) URL")
+            return cls(parts.scheme, parts.hostname, parts.port, True, parts.path.rstrip("/"))
+        suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+        return cls("https", f"s3.{region}.{suffix}", None, False)
+
+    def locate(self, bucket: str, key: str | None) -> tuple[str, str]:
+        """Return (Host header, URI-encoded path) of `key` in `bucket` (the bucket itself when key is None)."""
+        object_path = "" if key is None else "/" + quote(key, safe="/~")
+        netloc = self.host if self.port is None else f"{self.host}:{self.port}"
+        # A bucket name with dots does not match the wildcard TLS certificate.
+        if self.path_style or "." in bucket:
+            return netloc, f"{self.base_path}/{quote(bucket, safe='')}{object_path or '/'}"
+        return f"{bucket}.{netloc}", object_path or "/"
+
+
+class _StreamingBody(io.BytesIO):
+    """The Body of a get_object result: already read, so the connection is free."""
+
+
+class S3Client:
+    """The part of boto3's S3 client that EventStore calls, over a pool of keep-alive connections."""
+
+    def __init__(
+        self,
+        *,
+        region: str,
+        credentials: Credentials,
+        endpoint: Endpoint,
+        connect_timeout: float,
+        read_timeout: float,
+        max_attempts: int,
+        max_pool_connections: int,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.region = region
+        self.credentials = credentials
+        self.endpoint = endpoint
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.max_attempts = max_attempts
+        self._ssl_context = ssl_context
+        self._pools: dict[str, queue.LifoQueue[http.client.HTTPConnection]] = {}
+        self._max_pool_connections = max_pool_connections
+        # Connections opened so far: a warm function should open none.
+        self.connections_opened = 0
+
+    @classmethod
+    def from_environment(
+        cls,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        max_attempts: int,
+        max_pool_connections: int,
+        environ: Mapping[str, str] = os.environ,
+    ) -> S3Client | None:
+        """Return a client for the environment's credentials, region and endpoint, or None to use boto3."""
+        if environ.get(CLIENT_VARIABLE, "").strip().lower() == "boto3":
+            return None
+        if aws_call_tracing_enabled():
+            return None
+        credentials = Credentials.from_environment(environ)
+        region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+        if credentials is None or not region:
+            return None
+        return cls(
+            region=region,
+            credentials=credentials,
+            endpoint=Endpoint.resolve(region, environ),
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_attempts=max_attempts,
+            max_pool_connections=max_pool_connections,
+        )
+
+    # -- the calls of boto3's S3 client that EventStore makes ------------------
+
+    def put_object(
+        self,
+        *,
+        Bucket: str,  # noqa: N803 (boto3's argument names)
+        Key: str,  # noqa: N803
+        Body: bytes,  # noqa: N803
+        IfNoneMatch: str | None = None,  # noqa: N803
+        ContentType: str | None = None,  # noqa: N803
+        Metadata: Mapping[str, str] | None = None,  # noqa: N803
+    ) -> dict[str, Any]:
+        headers: dict[str, str] = {}
+        if IfNoneMatch is not None:
+            headers["if-none-match"] = IfNoneMatch
+        if ContentType is not None:
+            headers["content-type"] = ContentType
+        for name, value in (Metadata or {}).items():
+            headers[f"x-amz-meta-{name.lower()}"] = value
+        status, response_headers, _ = self._request("PutObject", "PUT", Bucket, Key, body=Body, headers=headers)
+        return {"ETag": response_headers.get("etag"), "ResponseMetadata": {"HTTPStatusCode": status}}
+
+    def get_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803
+        status, headers, body = self._request("GetObject", "GET", Bucket, Key)
+        metadata = {
+            name[len("x-amz-meta-"):]: value for name, value in headers.items() if name.startswith("x-amz-meta-")
+        }
+        return {
+            "Body": _StreamingBody(body),
+            "ContentLength": len(body),
+            "ContentType": headers.get("content-type"),
+            "ETag": headers.get("etag"),
+            "Metadata": metadata,
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        }
+
+    def head_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803
+        status, headers, _ = self._request("HeadObject", "HEAD", Bucket, Key)
+        return {"ETag": headers.get("etag"), "ResponseMetadata": {"HTTPStatusCode": status}}
+
+    def head_bucket(self, *, Bucket: str) -> dict[str, Any]:  # noqa: N803
+        status, _, _ = self._request("HeadBucket", "HEAD", Bucket, None)
+        return {"ResponseMetadata": {"HTTPStatusCode": status}}
+
+    def delete_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803
+        status, _, _ = self._request("DeleteObject", "DELETE", Bucket, Key)
+        return {"ResponseMetadata": {"HTTPStatusCode": status}}
+
+    def list_objects_v2(
+        self,
+        *,
+        Bucket: str,  # noqa: N803
+        Prefix: str | None = None,  # noqa: N803
+        MaxKeys: int | None = None,  # noqa: N803
+        StartAfter: str | None = None,  # noqa: N803
+        ContinuationToken: str | None = None,  # noqa: N803
+    ) -> dict[str, Any]:
+        query = {"list-type": "2"}
+        for name, value in (
+            ("prefix", Prefix),
+            ("max-keys", MaxKeys),
+            ("start-after", StartAfter),
+            ("continuation-token", ContinuationToken),
+        ):
+            if value is not None:
+                query[name] = str(value)
+        status, _, body = self._request("ListObjectsV2", "GET", Bucket, None, query=query)
+        root = ElementTree.fromstring(body)
+        contents = [
+            {"Key": item.findtext(f"{S3_XML_NAMESPACE}Key", "")}
+            for item in root.iter(f"{S3_XML_NAMESPACE}Contents")
+        ]
+        result: dict[str, Any] = {
+            "IsTruncated": root.findtext(f"{S3_XML_NAMESPACE}IsTruncated", "false").strip() == "true",
+            "KeyCount": len(contents),
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        }
+        if contents:
+            result["Contents"] = contents
+        token = root.findtext(f"{S3_XML_NAMESPACE}NextContinuationToken")
+        if token:
+            result["NextContinuationToken"] = token
+        return result
+
+    # -- requests ---------------------------------------------------------------
+
+    def _request(
+        self,
+        operation: str,
+        method: str,
+        bucket: str,
+        key: str | None,
+        *,
+        body: bytes = b"",
+        headers: Mapping[str, str] | None = None,
+        query: Mapping[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        """Send one S3 request with retries; return (status, lower-case headers, body).
+
+        Raises ClientError for an error response and botocore's connection
+        errors when no attempt got a response.
+        """
+        host, path = self.endpoint.locate(bucket, key)
+        query_string = canonical_query_string(query or {})
+        for attempt in range(self.max_attempts):
+            signed = sign_request(
+                method,
+                host,
+                path,
+                query_string,
+                dict(headers or {}),
+                body,
+                credentials=self.credentials,
+                region=self.region,
+                now=datetime.now(UTC),
+            )
+            try:
+                status, response_headers, response_body = self._send(method, path, query_string, signed, body)
+            except (ConnectionClosedError, ReadTimeoutError, ConnectTimeoutError, EndpointConnectionError):
+                if attempt + 1 >= self.max_attempts:
+                    raise
+                self._back_off(attempt)
+                continue
+
+            if status < 300:
+                return status, response_headers, response_body
+            error = _client_error(operation, status, response_headers, response_body)
+            code = error.response["Error"]["Code"]
+            if (status in RETRY_STATUSES or code in RETRY_CODES) and attempt + 1 < self.max_attempts:
+                self._back_off(attempt)
+                continue
+            raise error
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _send(
+        self, method: str, path: str, query_string: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        host = headers["host"]
+        pool = self._pools.setdefault(host, queue.LifoQueue())
+        connection = _take_open_connection(pool) or self._connect(host)
+
+        target = path if not query_string else f"{path}?{query_string}"
+        try:
+            connection.request(method, target, body=body if method in ("PUT", "POST") else None, headers=headers)
+            response = connection.getresponse()
+            response_body = response.read()
+        except TimeoutError as error:
+            connection.close()
+            raise ReadTimeoutError(endpoint_url=self._url(host, path), error=error) from error
+        except (http.client.HTTPException, OSError) as error:
+            # The connection was open, so the server reset or closed it before
+            # a whole response arrived: botocore raises ConnectionClosedError
+            # for this (urllib3's ProtocolError), and retries it.
+            connection.close()
+            raise ConnectionClosedError(endpoint_url=self._url(host, path)) from error
+
+        if response.will_close or pool.qsize() >= self._max_pool_connections:
+            connection.close()
+        else:
+            pool.put(connection)
+        response_headers = {name.lower(): value for name, value in response.getheaders()}
+        return response.status, response_headers, response_body
+
+    def _connect(self, host: str) -> http.client.HTTPConnection:
+        # The Host header of a virtual-hosted request names the bucket; the
+        # connection goes to the same name.
+        name, _, port_text = host.partition(":")
+        port = int(port_text) if port_text else None
+        connection: http.client.HTTPConnection
+        if self.endpoint.scheme == "https":
+            context = self._ssl_context or _default_ssl_context()
+            connection = http.client.HTTPSConnection(name, port, timeout=self.connect_timeout, context=context)
+        else:
+            connection = http.client.HTTPConnection(name, port, timeout=self.connect_timeout)
+        self.connections_opened += 1
+        try:
+            connection.connect()
+        except TimeoutError as error:
+            connection.close()
+            raise ConnectTimeoutError(endpoint_url=self._url(host, "/"), error=error) from error
+        except OSError as error:
+            connection.close()
+            raise EndpointConnectionError(endpoint_url=self._url(host, "/"), error=error) from error
+        assert connection.sock is not None
+        connection.sock.settimeout(self.read_timeout)
+        return connection
+
+    def _url(self, host: str, path: str) -> str:
+        return f"{self.endpoint.scheme}://{host}{path}"
+
+    @staticmethod
+    def _back_off(attempt: int) -> None:
+        time.sleep(random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt)))
+
+
+def _take_open_connection(
+    pool: queue.LifoQueue[http.client.HTTPConnection],
+) -> http.client.HTTPConnection | None:
+    """Return the most recently used idle connection of `pool` that is still open, or None.
+
+    Connections that the server closed while idle are closed and dropped, as
+    urllib3 does before it reuses a connection, so that a request does not
+    spend an attempt on them. The server may still close a connection after
+    this check, and _request retries the ConnectionClosedError that follows.
+    """
+    while True:
+        try:
+            connection = pool.get_nowait()
+        except queue.Empty:
+            return None
+        if not _is_dropped(connection):
+            return connection
+        connection.close()
+
+
+def _is_dropped(connection: http.client.HTTPConnection) -> bool:
+    """Tell whether an idle connection was closed by the server.
+
+    An idle keep-alive socket is readable only when the server closed it or
+    sent bytes that no request asked for: the connection is unusable either way.
+    """
+    sock = connection.sock
+    if sock is None:
+        return True
+    try:
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable)
+    except (OSError, ValueError):
+        return True
+
+
+def _default_ssl_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    bundle = os.environ.get("AWS_CA_BUNDLE")
+    if bundle:
+        context.load_verify_locations(cafile=bundle)
+    return context
+
+
+def _client_error(operation: str, status: int, headers: Mapping[str, str], body: bytes) -> ClientError:
+    """Build botocore's ClientError from an S3 error response, as botocore parses it.
+
+    A response without an XML error body (HEAD requests have none) has the
+    HTTP status as its code, such as "404".
+    """
+    code, message = str(status), http.client.responses.get(status, "")
+    if body:
+        try:
+            root = ElementTree.fromstring(body)
+            code = root.findtext("Code") or code
+            message = root.findtext("Message") or message
+        except ElementTree.ParseError:
+            pass
+    response = {
+        "Error": {"Code": code, "Message": message},
+        "ResponseMetadata": {
+            "HTTPStatusCode": status,
+            "HTTPHeaders": dict(headers),
+            "RequestId": headers.get("x-amz-request-id", ""),
+        },
+    }
+    return ClientError(response, operation)  # type: ignore[arg-type]
+
+
+# -- Signature Version 4 -------------------------------------------------------
+
+
+def canonical_query_string(query: Mapping[str, str]) -> str:
+    """Encode `query` sorted by name, as SigV4 and the request line both use it."""
+    return "&".join(
+        f"{quote(name, safe='-_.~')}={quote(value, safe='-_.~')}" for name, value in sorted(query.items())
+    )
+
+
+def sign_request(
+    method: str,
+    host: str,
+    path: str,
+    query_string: str,
+    headers: dict[str, str],
+    body: bytes,
+    *,
+    credentials: Credentials,
+    region: str,
+    now: datetime,
+) -> dict[str, str]:
+    """Return `headers` plus host, x-amz-date, x-amz-content-sha256, the session token and Authorization.
+
+    Every header in the result but Authorization is signed. Header names must
+    be lower case.
+    """
+    amz_date = now.strftime("%Y%m%dT%H%M%SZ")
+    date = amz_date[:8]
+    payload_hash = hashlib.sha256(body).hexdigest()
+    signed_headers = {
+        **{name: " ".join(str(value).split()) for name, value in headers.items()},
+        "host": host,
+        "x-amz-content-sha256": payload_hash,
+        "x-amz-date": amz_date,
+    }
+    if credentials.token:
+        signed_headers["x-amz-security-token"] = credentials.token
+    names = sorted(signed_headers)
+    canonical_request = "\n".join(
+        [
+            method,
+            path,
+            query_string,
+            "".join(f"{name}:{signed_headers[name]}\n" for name in names),
+            ";".join(names),
+            payload_hash,
+        ]
+    )
+    scope = f"{date}/{region}/{SERVICE}/aws4_request"
+    string_to_sign = "\n".join(
+        [ALGORITHM, amz_date, scope, hashlib.sha256(canonical_request.encode("utf-8")).hexdigest()]
+    )
+    key = f"AWS4{credentials.secret_key}".encode()
+    for part in (date, region, SERVICE, "aws4_request"):
+        key = hmac.new(key, part.encode("utf-8"), hashlib.sha256).digest()
+    signature = hmac.new(key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
+    return {
+        **signed_headers,
+        "authorization": (
+            f"{ALGORITHM} Credential={credentials.access_key}/{scope}, "
+            f"SignedHeaders={';'.join(names)}, Signature={signature}"
+        ),
+        "user-agent": USER_AGENT,
+    }
