@@ -157,6 +157,8 @@ def test_storer_grants_stay_in_bucket_prefixes(resources):
         for action in ("s3:PutObject", "s3:GetObject")
         for resource in (EVENTS_OBJECTS, INDEX_OBJECTS)
     }
+    # A conflicting post deletes the index entries it created; events are never deleted.
+    allowed.add(("s3:DeleteObject", INDEX_OBJECTS))
     assert granted <= allowed, sorted(granted - allowed)
 
 
@@ -169,6 +171,8 @@ def test_storer_has_what_conditional_writes_need(resources):
     assert ("s3:PutObject", INDEX_OBJECTS) in granted
     assert ("s3:GetObject", EVENTS_OBJECTS) in granted
     assert ("s3:GetObject", INDEX_OBJECTS) in granted
+    assert ("s3:DeleteObject", INDEX_OBJECTS) in granted
+    assert ("s3:DeleteObject", EVENTS_OBJECTS) not in granted
 
 
 def test_retriever_grants_are_read_only(resources):

@@ -14,7 +14,7 @@ from moto import mock_aws
 from callflow import query as query_module
 from callflow.errors import InvalidNextTokenError, ValidationError
 from callflow.events import CallEvent, parse_event
-from callflow.keys import event_key
+from callflow.keys import call_index_key, event_key, time_index_key
 from callflow.query import (
     MAX_NEXT_TOKEN_CHARS,
     EventQuery,
@@ -779,6 +779,103 @@ def test_missing_event_object_is_skipped_and_counted(store, s3_client, caplog):
     assert len(returned) == len(events) - 1
     assert result.objects_scanned == len(events)
     assert any(missing.event_id in str(record.__dict__.get("eventId")) for record in caplog.records)
+    logged_keys = {record.__dict__.get("s3Key") for record in caplog.records}
+    assert call_index_key(missing) in logged_keys
+
+
+def write_index_entries(s3_client, *keys: str) -> None:
+    for key in keys:
+        s3_client.put_object(Bucket=BUCKET, Key=key, Body=b"")
+
+
+def test_entries_without_event_object_return_nothing(store, s3_client):
+    # The event object write failed after both index entries were written.
+    unwritten = make_event("evt-unwritten", "2026-03-02T10:00:00Z")
+    write_index_entries(s3_client, call_index_key(unwritten), time_index_key(unwritten, SHARDS))
+    range_query = parse_list_query({"startDate": "2026-03-02", "endDate": "2026-03-02"}, now=NOW)
+
+    by_call = run_query(parse_call_query("call-1", None), store, time_index_shards=SHARDS)
+    by_range = run_query(range_query, store, time_index_shards=SHARDS)
+
+    assert by_call.events == []
+    assert by_call.objects_scanned == 1
+    assert by_range.events == []
+    assert by_range.objects_scanned == 1
+
+
+def test_stray_call_index_entry_is_skipped(store, s3_client, caplog):
+    stored = make_event("evt-shared", "2026-03-02T10:00:00Z", call_id="call-1")
+    store_events(store, [stored])
+    # Left by a conflicting post of evt-shared with another callId whose cleanup failed.
+    stray = make_event("evt-shared", "2026-03-02T10:00:00Z", call_id="call-2")
+    write_index_entries(s3_client, call_index_key(stray))
+
+    with caplog.at_level(logging.WARNING, logger="callflow.query"):
+        other_call = run_query(parse_call_query("call-2", None), store, time_index_shards=SHARDS)
+    own_call = run_query(parse_call_query("call-1", None), store, time_index_shards=SHARDS)
+
+    assert other_call.events == []
+    assert other_call.objects_scanned == 1
+    assert [event["eventId"] for event in own_call.events] == ["evt-shared"]
+    warnings = [record for record in caplog.records if record.levelno == logging.WARNING]
+    assert [record.__dict__.get("s3Key") for record in warnings] == [call_index_key(stray)]
+    assert warnings[0].__dict__.get("mismatchedFields") == ["callId"]
+
+
+def test_stray_call_entry_skipped_by_list_query(store, s3_client):
+    stored = make_event("evt-shared", "2026-03-02T10:00:00Z", call_id="call-1")
+    store_events(store, [stored])
+    stray = make_event("evt-shared", "2026-03-02T10:00:00Z", call_id="call-2")
+    write_index_entries(s3_client, call_index_key(stray))
+    query = parse_list_query({"callId": "call-2", "startDate": "2026-03-02"}, now=NOW)
+
+    result = run_query(query, store, time_index_shards=SHARDS)
+
+    assert result.events == []
+    assert result.objects_scanned == 1
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "event_type", "mismatched"),
+    [
+        ("2026-03-02T11:30:00Z", "SIP_INVITE", ["timestamp"]),
+        ("2026-03-02T10:00:00Z", "CALL_ENDED", ["eventType"]),
+    ],
+)
+def test_stray_time_index_entry_is_skipped(
+    store, s3_client, caplog, timestamp, event_type, mismatched
+):
+    stored = make_event("evt-shared", "2026-03-02T10:00:00Z")
+    store_events(store, [stored])
+    stray = make_event("evt-shared", timestamp, event_type=event_type)
+    write_index_entries(s3_client, time_index_key(stray, SHARDS))
+    query = parse_list_query({"startDate": "2026-03-02", "endDate": "2026-03-02"}, now=NOW)
+
+    with caplog.at_level(logging.WARNING, logger="callflow.query"):
+        result = run_query(query, store, time_index_shards=SHARDS)
+
+    assert [event["eventId"] for event in result.events] == ["evt-shared"]
+    assert result.objects_scanned == 2
+    warnings = [record for record in caplog.records if record.levelno == logging.WARNING]
+    assert [record.__dict__.get("s3Key") for record in warnings] == [time_index_key(stray, SHARDS)]
+    assert warnings[0].__dict__.get("mismatchedFields") == mismatched
+
+
+def test_precise_timestamps_match_their_entries(store):
+    events = [
+        make_event("evt-offset", "2026-03-02T12:00:00.5+02:00"),
+        make_event("evt-micro", "2026-03-02T10:00:00.000250Z"),
+        make_event("evt-nano", "2026-03-02T10:00:01.123456789Z"),
+    ]
+    store_events(store, events)
+    range_query = parse_list_query({"startDate": "2026-03-02", "endDate": "2026-03-02"}, now=NOW)
+
+    by_call = run_query(parse_call_query("call-1", None), store, time_index_shards=SHARDS)
+    by_range = run_query(range_query, store, time_index_shards=SHARDS)
+
+    expected = sorted(event.event_id for event in events)
+    assert sorted(event["eventId"] for event in by_call.events) == expected
+    assert sorted(event["eventId"] for event in by_range.events) == expected
 
 
 def test_range_query_lists_every_shard_once_per_round(store):

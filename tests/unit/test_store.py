@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -162,7 +164,7 @@ def test_conflicting_event_keeps_stored_content(store, s3):
     assert body == original.to_json_bytes()
 
 
-def test_conflicting_event_writes_no_index_entries(store, s3):
+def test_conflicting_event_leaves_no_index_entries(store, s3):
     store.put_event(make_event())
     changed = make_event(timestamp="2026-03-02T14:06:00Z")
 
@@ -170,6 +172,129 @@ def test_conflicting_event_writes_no_index_entries(store, s3):
 
     assert not set(index_keys(changed)) & set(all_keys(s3))
     assert len(all_keys(s3)) == 3
+
+
+def test_conflict_deletes_index_entries_it_created(s3):
+    original = make_event()
+    EventStore(BUCKET, s3, time_index_shards=SHARDS).put_event(original)
+    changed = make_event(callId="call-other", timestamp="2026-03-02T14:06:00Z")
+    client = InterceptingClient(s3, lambda kwargs: None)
+    store = EventStore(BUCKET, client, time_index_shards=SHARDS)
+
+    result = store.put_event(changed)
+
+    assert result.status == "conflict"
+    # Both entries were written, concurrently with the event object, then deleted.
+    assert set(index_keys(changed)) <= set(client.put_keys)
+    assert all_keys(s3) == sorted([event_key(original.event_id), *index_keys(original)])
+
+
+def test_conflict_keeps_index_entry_that_existed(store, s3):
+    original = make_event()
+    store.put_event(original)
+    changed = make_event(callId="call-other", timestamp="2026-03-02T14:06:00Z")
+    existing_entry, created_entry = index_keys(changed)
+    # An earlier request wrote this entry, so this request's put of it gets 412.
+    s3.put_object(Bucket=BUCKET, Key=existing_entry, Body=b"")
+
+    result = store.put_event(changed)
+
+    assert result.status == "conflict"
+    assert existing_entry in all_keys(s3)
+    assert created_entry not in all_keys(s3)
+
+
+def test_conflict_keeps_created_entries_of_stored_event(store, s3):
+    # The stored event's own index writes failed. A conflicting post with the same
+    # callId, timestamp and event type writes the very keys the stored event needs.
+    original = make_event()
+    s3.put_object(Bucket=BUCKET, Key=event_key(original.event_id), Body=original.to_json_bytes())
+    changed = make_event(payload={"cseq": "2 INVITE"})
+    assert index_keys(changed) == index_keys(original)
+
+    result = store.put_event(changed)
+
+    assert result.status == "conflict"
+    assert all_keys(s3) == sorted([event_key(original.event_id), *index_keys(original)])
+
+
+def test_failed_stray_delete_is_logged(s3, caplog):
+    EventStore(BUCKET, s3, time_index_shards=SHARDS).put_event(make_event())
+    changed = make_event(timestamp="2026-03-02T14:06:00Z")
+
+    class FailingDeletes(InterceptingClient):
+        def delete_object(self, **kwargs: Any) -> Any:
+            raise client_error("AccessDenied", 403)
+
+    store = EventStore(BUCKET, FailingDeletes(s3, lambda kwargs: None), time_index_shards=SHARDS)
+
+    with caplog.at_level(logging.WARNING, logger="callflow.store"):
+        result = store.put_event(changed)
+
+    assert result.status == "conflict"
+    logged_keys = {getattr(record, "s3Key", None) for record in caplog.records}
+    assert set(index_keys(changed)) <= logged_keys
+    assert set(index_keys(changed)) <= set(all_keys(s3))
+
+
+def test_batch_conflict_keeps_other_events_entries(store, s3):
+    original = make_event()
+    store.put_event(original)
+    changed = make_event(timestamp="2026-03-02T14:06:00Z")
+    new = make_event("evt-9c21-003")
+
+    results = store.put_events([changed, new])
+
+    assert [result.status for result in results] == ["conflict", "stored"]
+    expected = [event_key(original.event_id), *index_keys(original)]
+    expected += [event_key(new.event_id), *index_keys(new)]
+    assert all_keys(s3) == sorted(expected)
+
+
+# -- concurrency of the writes -------------------------------------------------
+
+
+class BarrierClient(InterceptingClient):
+    """Hold every put_object until `parties` puts are in flight at once.
+
+    With sequential puts the barrier times out and put_object raises
+    threading.BrokenBarrierError, so a test fails instead of hanging.
+    """
+
+    def __init__(self, client: Any, parties: int, timeout: float = 5.0) -> None:
+        super().__init__(client, lambda kwargs: None)
+        self.barrier = threading.Barrier(parties, timeout=timeout)
+
+    def put_object(self, **kwargs: Any) -> Any:
+        self.barrier.wait()
+        return super().put_object(**kwargs)
+
+
+def test_event_writes_are_issued_concurrently(s3):
+    event = make_event()
+    client = BarrierClient(s3, parties=3)
+    store = EventStore(BUCKET, client, time_index_shards=SHARDS, max_workers=4)
+
+    result = store.put_event(event)
+
+    assert result.status == "stored"
+    assert sorted(client.put_keys) == sorted([event_key(event.event_id), *index_keys(event)])
+
+
+def test_large_batch_on_small_pool_completes(s3):
+    events = [make_event(f"evt-{n}") for n in range(40)]
+    store = EventStore(BUCKET, s3, time_index_shards=SHARDS, max_workers=2)
+    results: list[Any] = []
+    # A deadlocked pool would block put_events for ever, so it runs in a thread
+    # that the test waits for with a timeout.
+    worker = threading.Thread(target=lambda: results.extend(store.put_events(events)), daemon=True)
+
+    worker.start()
+    worker.join(timeout=60)
+
+    assert not worker.is_alive()
+    assert [result.status for result in results] == ["stored"] * len(events)
+    assert len(all_keys(s3)) == 3 * len(events)
 
 
 # -- concurrent writers --------------------------------------------------------
@@ -210,7 +335,9 @@ def test_race_lost_to_different_write_is_conflict(s3):
 
     assert result.status == "conflict"
     assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == other
-    assert all_keys(s3) == [key]
+    # The other content has the same callId, timestamp and event type, so the
+    # entries this post created index the stored event and are kept.
+    assert all_keys(s3) == sorted([key, *index_keys(event)])
 
 
 def fail_puts(
@@ -264,7 +391,8 @@ def test_lasting_conditional_conflict_without_object_is_unavailable(s3):
     with pytest.raises(StorageUnavailableError):
         store.put_event(event)
 
-    assert all_keys(s3) == []
+    # The index entries were written concurrently, and a retry writes the event object.
+    assert event_key(event.event_id) not in all_keys(s3)
 
 
 def test_lasting_conditional_conflict_on_index_entry_is_unavailable(s3):
@@ -306,6 +434,35 @@ def test_failed_index_write_raises_and_retry_completes(s3):
 
     assert result.status == "duplicate"
     assert set(index_keys(event)) <= set(all_keys(s3))
+
+
+def test_duplicate_repairs_one_missing_index_entry(store, s3):
+    event = make_event()
+    store.put_event(event)
+    kept_entry, missing_entry = index_keys(event)
+    s3.delete_object(Bucket=BUCKET, Key=missing_entry)
+
+    result = store.put_event(event)
+
+    assert result.status == "duplicate"
+    assert kept_entry in all_keys(s3)
+    assert missing_entry in all_keys(s3)
+
+
+def test_failed_event_write_raises_and_retry_stores(s3):
+    event = make_event()
+    key = event_key(event.event_id)
+    internal_error = client_error("InternalError", 500)
+    failing = InterceptingClient(s3, fail_puts(lambda k: k == key, internal_error))
+
+    with pytest.raises(StorageUnavailableError):
+        EventStore(BUCKET, failing, time_index_shards=SHARDS).put_event(event)
+    assert all_keys(s3) == sorted(index_keys(event))
+
+    result = EventStore(BUCKET, s3, time_index_shards=SHARDS).put_event(event)
+
+    assert result.status == "stored"
+    assert all_keys(s3) == sorted([key, *index_keys(event)])
 
 
 # -- S3 failures ---------------------------------------------------------------

@@ -5,7 +5,8 @@ range and the shards are merged by key, so the result is in timestamp order.
 GET /calls/{callId}/events, and GET /events with a callId, read the call's own
 index, which is not partitioned by date and so returns a call that spans
 midnight UTC in one listing. The event type sits in every index key, so a type
-filter costs LIST calls but no GETs: every event object fetched is returned.
+filter costs LIST calls but no GETs: every event object fetched is returned,
+unless its index entry is stale (see _fetch_events).
 
 A nextToken carries the position after the last returned index entry. It is
 signed with HMAC-SHA256 so that a client can neither change the position nor
@@ -35,6 +36,7 @@ from callflow.keys import (
     call_index_prefix,
     parse_index_key,
     time_index_prefix,
+    time_index_shard,
     time_start_after,
 )
 from callflow.store import EventStore
@@ -116,7 +118,8 @@ class QueryResult:
 
     `next_cursor` is None on the last page. `objects_scanned` counts the event
     objects fetched, which equals len(events) unless an index entry pointed at
-    a missing event object. `list_calls` counts the LIST requests made.
+    a missing event object or at an event that does not match the entry.
+    `list_calls` counts the LIST requests made.
     """
 
     events: list[dict[str, Any]]
@@ -494,7 +497,9 @@ def run_query(
     else:
         entries, next_after, list_calls = _plan_range_page(query, store, after, time_index_shards)
 
-    events = _fetch_events(store, entries)
+    events = _fetch_events(
+        store, entries, call_id=query.call_id, time_index_shards=time_index_shards
+    )
 
     next_cursor: dict[str, str] | None = None
     if next_after is not None:
@@ -664,18 +669,85 @@ def _parse_entry(key: str, prefix: str) -> IndexEntry | None:
         return None
 
 
-def _fetch_events(store: EventStore, entries: list[IndexEntry]) -> list[dict[str, Any]]:
+def _fetch_events(
+    store: EventStore,
+    entries: list[IndexEntry],
+    *,
+    call_id: str | None,
+    time_index_shards: int,
+) -> list[dict[str, Any]]:
+    """Fetch the event object of each index entry and return the events that match their entry.
+
+    `call_id` names the call whose index the entries come from, or is None for
+    entries from the time index. The storer writes an event object and its
+    index entries concurrently, so an entry can be stale. Its event object may
+    be missing because the write failed and the client has not retried yet,
+    or because the object was deleted after it was indexed. The entry may also have been written by a post that conflicted with the
+    stored event, when the storer failed to delete that entry. This function
+    skips both kinds and logs a warning with the entry's key.
+    """
     bodies = store.get_events_bytes([entry.event_id for entry in entries])
 
     events: list[dict[str, Any]] = []
     for entry, body in zip(entries, bodies, strict=True):
         if body is None:
-            # The storer writes the event object before its index entries, so
-            # this means the object was deleted after it was indexed.
             logger.warning(
-                "Index entry points at a missing event object",
-                extra={"eventId": entry.event_id},
+                "Skipping an index entry whose event object is missing",
+                extra={
+                    "s3Key": _index_key(entry, call_id, time_index_shards),
+                    "eventId": entry.event_id,
+                },
             )
             continue
-        events.append(json.loads(body))
+
+        event = json.loads(body)
+        mismatched = _mismatched_fields(entry, event, call_id)
+        if mismatched:
+            logger.warning(
+                "Skipping an index entry that does not match its event object",
+                extra={
+                    "s3Key": _index_key(entry, call_id, time_index_shards),
+                    "eventId": entry.event_id,
+                    "mismatchedFields": mismatched,
+                },
+            )
+            continue
+        events.append(event)
     return events
+
+
+def _mismatched_fields(entry: IndexEntry, event: Any, call_id: str | None) -> list[str]:
+    """Return the fields of `event` that differ from what its index entry encodes.
+
+    Every index key encodes the eventId, the event type and the timestamp, whose
+    date is also the date path of a time index key. A call index key also encodes
+    the callId.
+    """
+    if not isinstance(event, dict):
+        return ["event"]
+
+    mismatched = []
+    if event.get("eventId") != entry.event_id:
+        mismatched.append("eventId")
+    if event.get("eventType") != entry.event_type:
+        mismatched.append("eventType")
+    if _event_moment(event) != entry.timestamp:
+        mismatched.append("timestamp")
+    if call_id is not None and event.get("callId") != call_id:
+        mismatched.append("callId")
+    return mismatched
+
+
+def _event_moment(event: dict[str, Any]) -> datetime | None:
+    try:
+        return datetime.fromisoformat(event["timestamp"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _index_key(entry: IndexEntry, call_id: str | None, time_index_shards: int) -> str:
+    """Return the full S3 key of an index entry read from the call index or the time index."""
+    if call_id is not None:
+        return call_index_prefix(call_id) + entry.suffix
+    shard = time_index_shard(entry.event_id, time_index_shards)
+    return time_index_prefix(shard) + entry.suffix

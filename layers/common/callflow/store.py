@@ -9,35 +9,45 @@ If-None-Match: *, so an event object is written once and never overwritten:
 - 409 ConditionalRequestConflict means another conditional write of the same key
   is in flight. The store retries a few times, then checks what the key holds.
 
-put_event reports "stored" or "duplicate" only after the event object and both
-index entries exist. A duplicate also writes any missing index entry, so a
-client that got 503 after a partial write repairs the index by retrying.
+Storing an event writes its event object and its two index entries (call and
+time) concurrently, so a new event takes one S3 round trip. The writes of all
+events of a request form one list of pool tasks. put_event and put_events report
+"stored" or "duplicate" only after all three writes succeeded, so the event
+object and both index entries exist. A duplicate also writes any missing index
+entry, so a client that got 503 after a partial write repairs the index by
+retrying. Writing the three keys in any order is safe for these reasons:
 
-The event object is written before its index entries, so an index entry never
-points at an object that was not stored, and a conflicting post writes no index
-entry. The two index entries do not depend on each other and are written
-concurrently: storing one event takes two S3 round trips, not three.
+- When the event object write fails, its index entries may point at a missing
+  object until a retry of the request writes it. The retriever skips an index
+  entry whose event object is missing.
+- When the post conflicts with a stored event (same eventId, other content), its
+  index entries may name the other content's callId, timestamp or event type.
+  The store deletes each index entry that this request created (its conditional
+  put succeeded) unless the stored event has the same index key. It never
+  deletes an entry that existed before (412), because the stored event or an
+  earlier post may rely on it. When a delete fails the store logs it, and the
+  retriever skips an index entry that does not match its event object.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
 from callflow.errors import StorageUnavailableError
+from callflow.events import CallEvent
 from callflow.keys import call_index_key, event_key, time_index_key
-
-if TYPE_CHECKING:
-    from callflow.events import CallEvent
 
 STATUS_STORED = "stored"
 STATUS_DUPLICATE = "duplicate"
@@ -90,6 +100,27 @@ class _WriteInFlightError(Exception):
     """S3 kept returning 409 ConditionalRequestConflict for one key."""
 
 
+@dataclass(frozen=True)
+class _EventObjectWrite:
+    """The outcome of writing one event object, with the stored bytes when it already existed."""
+
+    result: PutResult
+    stored_body: bytes | None = None
+
+
+@dataclass(frozen=True)
+class _Write:
+    """One conditional put of a request: the event object when index_key is None."""
+
+    event: CallEvent
+    index_key: str | None = None
+
+
+# The outcome of one _Write: the event object's outcome, or for an index entry
+# True when this put created it and False when it existed already.
+_WriteOutcome = _EventObjectWrite | bool | StorageUnavailableError
+
+
 class EventStore:
     """Events and index entries in one S3 bucket.
 
@@ -115,40 +146,115 @@ class EventStore:
     # -- writes ---------------------------------------------------------------
 
     def put_event(self, event: CallEvent) -> PutResult:
-        """Store one event, then write its two index entries concurrently.
+        """Store one event: write its event object and two index entries concurrently.
 
         Raises StorageUnavailableError when S3 fails after botocore's retries;
         the event may then be partly written, and a retry completes it.
         """
-        result = self._put_event_object(event)
-        if result.status != STATUS_CONFLICT:
-            self._map(self._put_index_entry, self._index_keys(event))
+        result = self.put_events([event])[0]
+        if isinstance(result, StorageUnavailableError):
+            raise result
         return result
 
     def put_events(self, events: Sequence[CallEvent]) -> list[PutResult | StorageUnavailableError]:
         """Store events concurrently; return one result or error per event, in input order.
 
-        The event objects are written first, then the index entries of every
-        event that is stored or a duplicate. Each phase maps over the pool, so
-        no pool task waits for another pool task, which could deadlock a full pool.
+        All event objects and index entries form one list of writes mapped over
+        the pool. No pool task waits for another pool task, which could
+        deadlock a full pool. Only after a conflict does a second map delete
+        the index entries that the conflicting events created.
         """
-        results = self._map(self._put_event_object_or_error, events)
-
-        pending = [
-            (position, index_key)
-            for position, (event, result) in enumerate(zip(events, results, strict=True))
-            if isinstance(result, PutResult) and result.status != STATUS_CONFLICT
-            for index_key in self._index_keys(event)
+        index_keys = [self._index_keys(event) for event in events]
+        writes = [
+            _Write(event, key)
+            for event, keys in zip(events, index_keys, strict=True)
+            for key in (None, *keys)
         ]
-        failures = self._map(self._put_index_entry_or_error, [key for _, key in pending])
+        outcomes = iter(self._map(self._write, writes))
 
-        for (position, _), failure in zip(pending, failures, strict=True):
-            if failure is not None and isinstance(results[position], PutResult):
-                results[position] = failure
+        results: list[PutResult | StorageUnavailableError] = []
+        stray_keys: list[str] = []
+        for keys in index_keys:
+            # The outcomes come in the order of `writes`: the event object, then its entries.
+            object_outcome = next(outcomes)
+            entry_outcomes = {key: next(outcomes) for key in keys}
+            results.append(self._event_result(object_outcome, list(entry_outcomes.values())))
+            if isinstance(object_outcome, _EventObjectWrite):
+                stray_keys.extend(self._stray_index_keys(object_outcome, entry_outcomes))
+
+        if stray_keys:
+            self._map(self._delete_stray_index_entry, stray_keys)
         return results
 
-    def _put_event_object(self, event: CallEvent) -> PutResult:
-        """Write the event object unless it exists; after "conflict" no index entry may follow."""
+    def _write(self, write: _Write) -> _WriteOutcome:
+        if write.index_key is None:
+            return self._put_event_object_or_error(write.event)
+        return self._put_index_entry_or_error(write.index_key)
+
+    @staticmethod
+    def _event_result(
+        object_outcome: _WriteOutcome, index_outcomes: list[_WriteOutcome]
+    ) -> PutResult | StorageUnavailableError:
+        """Combine an event's three write outcomes into its result."""
+        if isinstance(object_outcome, StorageUnavailableError):
+            return object_outcome
+        assert isinstance(object_outcome, _EventObjectWrite)
+        result = object_outcome.result
+        if result.status == STATUS_CONFLICT:
+            # The conflict is final whatever happened to the index entries.
+            return result
+        for outcome in index_outcomes:
+            if isinstance(outcome, StorageUnavailableError):
+                return outcome
+        return result
+
+    def _stray_index_keys(
+        self, object_outcome: _EventObjectWrite, index_outcomes: dict[str, _WriteOutcome]
+    ) -> list[str]:
+        """Return the index entries that a conflicting post created and the stored event lacks."""
+        if object_outcome.result.status != STATUS_CONFLICT:
+            return []
+        assert object_outcome.stored_body is not None
+        stored_keys = self._stored_index_keys(object_outcome.stored_body)
+        return [
+            key
+            for key, outcome in index_outcomes.items()
+            if outcome is True and key not in stored_keys
+        ]
+
+    def _stored_index_keys(self, body: bytes) -> frozenset[str]:
+        """Return the index keys of a stored event, or none if its bytes are not an event."""
+        try:
+            data = json.loads(body)
+            stored = CallEvent(
+                event_id=data["eventId"],
+                event_type=data["eventType"],
+                call_id=data["callId"],
+                timestamp=datetime.fromisoformat(data["timestamp"]),
+                timestamp_original=data["timestampOriginal"],
+            )
+            return frozenset(self._index_keys(stored))
+        except (ValueError, KeyError, TypeError):
+            return frozenset()
+
+    def _delete_stray_index_entry(self, key: str) -> None:
+        """Delete an index entry that a conflicting post created.
+
+        A failure is logged and not raised. The retriever skips an entry that
+        does not match its event object, so no query returns an event through
+        a stray entry left here.
+        """
+        try:
+            self.s3_client.delete_object(Bucket=self.bucket, Key=key)
+        except S3_FAILURES as error:
+            cause = _error_code(error) if isinstance(error, ClientError) else type(error).__name__
+            logger.warning(
+                "Failed to delete an index entry written for a conflicting event",
+                extra={"s3Key": key, "errorCode": cause, "error": str(error)},
+            )
+
+    def _put_event_object(self, event: CallEvent) -> _EventObjectWrite:
+        """Write the event object unless it exists, and compare the stored bytes when it does."""
         key = event_key(event.event_id)
         body = event.to_json_bytes()
         metadata = {CONTENT_SHA256_METADATA: hashlib.sha256(body).hexdigest()}
@@ -161,10 +267,14 @@ class EventStore:
             written = False
 
         if written:
-            return PutResult(event.event_id, key, STATUS_STORED)
-        return PutResult(event.event_id, key, self._compare_stored(event.event_id, key, body))
+            return _EventObjectWrite(PutResult(event.event_id, key, STATUS_STORED))
+        stored = self._read_existing(event.event_id, key)
+        status = STATUS_DUPLICATE if stored == body else STATUS_CONFLICT
+        return _EventObjectWrite(PutResult(event.event_id, key, status), stored_body=stored)
 
-    def _put_event_object_or_error(self, event: CallEvent) -> PutResult | StorageUnavailableError:
+    def _put_event_object_or_error(
+        self, event: CallEvent
+    ) -> _EventObjectWrite | StorageUnavailableError:
         try:
             return self._put_event_object(event)
         except StorageUnavailableError as error:
@@ -173,8 +283,8 @@ class EventStore:
     def _index_keys(self, event: CallEvent) -> tuple[str, str]:
         return call_index_key(event), time_index_key(event, self.time_index_shards)
 
-    def _compare_stored(self, event_id: str, key: str, body: bytes) -> str:
-        """Return "duplicate" or "conflict" for an event object that already exists."""
+    def _read_existing(self, event_id: str, key: str) -> bytes:
+        """Return the bytes of an event object that S3 reported as existing."""
         stored = self.get_event_bytes(event_id)
         if stored is None:
             # S3 reported the key as existing (412) or being written (409), but the
@@ -183,23 +293,25 @@ class EventStore:
                 f"S3 object {key} was reported as existing but could not be read; "
                 "retry the request."
             )
-        return STATUS_DUPLICATE if stored == body else STATUS_CONFLICT
+        return stored
 
-    def _put_index_entry(self, key: str) -> None:
+    def _put_index_entry(self, key: str) -> bool:
+        """Write an empty index entry unless it exists. Return True if this put created it."""
         try:
-            self._put_if_absent(key, b"")
+            return self._put_if_absent(key, b"")
         except _WriteInFlightError:
+            # Another request is writing the entry, so this one did not create it.
             if not self._exists(key):
                 raise StorageUnavailableError(
                     f"S3 kept reporting a concurrent write of index entry {key}; retry the request."
                 ) from None
+            return False
 
-    def _put_index_entry_or_error(self, key: str) -> StorageUnavailableError | None:
+    def _put_index_entry_or_error(self, key: str) -> bool | StorageUnavailableError:
         try:
-            self._put_index_entry(key)
+            return self._put_index_entry(key)
         except StorageUnavailableError as error:
             return error
-        return None
 
     def _put_if_absent(self, key: str, body: bytes, **extra: Any) -> bool:
         """Write `key` only if it does not exist; return False if it already existed.
@@ -327,9 +439,26 @@ def _unavailable(action: str, target: str, error: Exception) -> StorageUnavailab
 def make_s3_client() -> Any:
     """Return the process-wide S3 client, created on first use.
 
-    boto3 reads the region, credentials and an optional AWS_ENDPOINT_URL_S3
-    (for a local emulator) from the environment.
+    This is the layer's own client (callflow.s3client), which saves a cold
+    start the import of boto3 and the load of its S3 model. boto3's client is
+    used instead when callflow.s3client.S3Client.from_environment says so:
+    CALLFLOW_S3_CLIENT=boto3, traced AWS calls, or no credentials or region
+    in the environment. Both read an optional AWS_ENDPOINT_URL_S3 or
+    AWS_ENDPOINT_URL (a local emulator) and take the settings above.
     """
+    from callflow.s3client import S3Client
+
+    client = S3Client.from_environment(
+        connect_timeout=S3_CONNECT_TIMEOUT_SECONDS,
+        read_timeout=S3_READ_TIMEOUT_SECONDS,
+        max_attempts=S3_TOTAL_MAX_ATTEMPTS,
+        max_pool_connections=S3_MAX_POOL_CONNECTIONS,
+    )
+    return client if client is not None else make_boto3_s3_client()
+
+
+def make_boto3_s3_client() -> Any:
+    """Return a new boto3 S3 client with the store's retry, timeout and pool settings."""
     import boto3
     from botocore.config import Config
 
