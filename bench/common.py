@@ -9,6 +9,7 @@ figures and, with --results FILE, writes them as JSON for run_all.py to merge.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import io
 import json
@@ -17,7 +18,7 @@ import math
 import os
 import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
@@ -232,3 +233,38 @@ def load_handler(function: str) -> ModuleType:
 def load_fixture(name: str) -> dict[str, Any]:
     """Read one API Gateway event from events/."""
     return json.loads((EVENTS_DIR / name).read_text())
+
+
+@contextlib.contextmanager
+def s3_endpoint(url: str) -> Iterator[None]:
+    """Point the S3 clients created inside the block at `url` (AWS_ENDPOINT_URL)."""
+    previous = os.environ.get("AWS_ENDPOINT_URL")
+    os.environ["AWS_ENDPOINT_URL"] = url
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("AWS_ENDPOINT_URL", None)
+        else:
+            os.environ["AWS_ENDPOINT_URL"] = previous
+
+
+def handler_s3_client(url: str) -> Any:
+    """Return a new S3 client of the kind the handlers use (callflow.store.make_s3_client), at `url`."""
+    from callflow.store import make_s3_client
+
+    with s3_endpoint(url):
+        return make_s3_client.__wrapped__()
+
+
+def boto3_s3_client(url: str) -> Any:
+    """Return a new boto3 S3 client with the handlers' botocore settings, at `url`."""
+    from callflow.store import make_boto3_s3_client
+
+    with s3_endpoint(url):
+        return make_boto3_s3_client()
+
+
+def emulator_port() -> int:
+    """Return the port of the emulator that AWS_ENDPOINT_URL names."""
+    return int(require_local_endpoint().rstrip("/").rsplit(":", 1)[1])

@@ -2,17 +2,19 @@
 
 The storer handler (functions/storer/app.py with the layer's callflow package)
 runs in this process against the emulator's S3 endpoint, with the client that
-callflow.store.make_s3_client builds for Lambda. Handler time is server-side
-time: from the call of lambda_handler to its return, without API Gateway.
-The bare PutObject uses the same client, so both sides pay the same client
-and emulator costs. Measurements alternate, so drift in machine load hits
-both sides of every ratio alike.
+callflow.store.make_s3_client builds for Lambda (the layer's own S3 client).
+Handler time is server-side time: from the call of lambda_handler to its
+return, without API Gateway. The bare PutObject is a boto3 client's, with the
+handlers' botocore settings, to the same endpoint; a bare put of the layer's
+client is reported beside it. Measurements alternate, so drift in machine
+load hits both sides of every ratio alike.
 
 Two settings are measured. "emulator" is the emulator as it is: it serves one
 S3 request at a time, so requests sent concurrently wait for each other.
-"modelled latency" adds a fixed delay before every S3 request (a botocore
-before-send hook, to both sides), which models the network round trip of S3
-in an AWS region, where requests run in parallel. It is a model, not S3.
+"modelled latency" sends every client through bench/latency_proxy.py on
+127.0.0.1, which holds each request for a fixed time before passing it on: a
+model of S3's latency in an AWS region, where requests run in parallel. It is
+a model, not S3.
 
     python bench/storer_write.py [--singles 200] [--rounds 5] [--results FILE]
 """
@@ -32,6 +34,7 @@ from collections.abc import Callable
 from typing import Any
 
 import common
+from latency_proxy import LatencyProxy
 from common import AT_MOST, Figure, figure, load_fixture, load_handler, median, print_figures, write_figures
 
 DEFAULT_SINGLES = 200
@@ -75,7 +78,10 @@ class StorerBench:
         self.context = common.LambdaContext(outputs["StorerFunctionName"])
         self.sink = common.silence_function_logs()
         self.bucket = environment["EVENTS_BUCKET"]
+        self.shards = int(environment["TIME_INDEX_SHARDS"])
+        endpoint = common.require_local_endpoint()
         self.client = self.module.make_s3_client()
+        self.bare_client = common.boto3_s3_client(endpoint)
         self.template = load_fixture("post-event.json")
         self.run_id = uuid.uuid4().hex[:10]
         self.sequence = 0
@@ -115,11 +121,21 @@ class StorerBench:
             raise RuntimeError(f"the storer returned status {response['statusCode']}: {response['body']}")
         return elapsed
 
-    def bare_put(self) -> float:
-        """Put one object of the size of an event with a plain put_object; return milliseconds."""
+    def use_endpoint(self, url: str) -> None:
+        """Send the handler's and the bare puts' S3 requests to `url` from now on."""
+        self.client = common.handler_s3_client(url)
+        self.bare_client = common.boto3_s3_client(url)
+        store = self.module.EventStore(self.bucket, self.client, time_index_shards=self.shards)
+        self.module.get_store = lambda: store
+
+    def bare_put(self, client: Any = None) -> float:
+        """Put one object of the size of an event with a plain put_object; return milliseconds.
+
+        The client is boto3's unless `client` is given.
+        """
         self.sequence += 1
         started = time.perf_counter()
-        self.client.put_object(
+        (client or self.bare_client).put_object(
             Bucket=self.bucket,
             Key=f"bench/bare/{self.run_id}/{self.sequence:06d}",
             Body=b"x" * BARE_BODY_BYTES,
@@ -130,10 +146,12 @@ class StorerBench:
 def measure(bench: StorerBench, singles: int, rounds: int) -> dict[str, float]:
     """Measure singles against bare puts, then batches against 100 singles, alternating."""
     bare_times: list[float] = []
+    layer_bare_times: list[float] = []
     single_times: list[float] = []
     for _ in range(singles):
         bare_times.append(bench.bare_put())
         single_times.append(bench.invoke(bench.single_request()))
+        layer_bare_times.append(bench.bare_put(bench.client))
 
     batch_times: list[float] = []
     hundred_single_times: list[float] = []
@@ -144,6 +162,7 @@ def measure(bench: StorerBench, singles: int, rounds: int) -> dict[str, float]:
 
     return {
         "bare_put_ms": median(bare_times),
+        "layer_client_bare_put_ms": median(layer_bare_times),
         "single_event_ms": median(single_times),
         "batch_ms": median(batch_times),
         "hundred_singles_ms": median(hundred_single_times),
@@ -151,20 +170,26 @@ def measure(bench: StorerBench, singles: int, rounds: int) -> dict[str, float]:
 
 
 def count_new_connections(bench: StorerBench, invocations: int) -> tuple[int, int]:
-    """Return (new HTTP connections, S3 clients created) over warm single-event invocations."""
+    """Return (new HTTP connections, S3 clients created) over warm single-event invocations.
+
+    The layer's S3 client counts the connections it opens; a boto3 client's
+    are counted from the DEBUG lines urllib3 logs for each.
+    """
     counter = ConnectionCounter()
     connection_logger = logging.getLogger(CONNECTION_LOGGER)
     previous_level = connection_logger.level
     connection_logger.setLevel(logging.DEBUG)
     connection_logger.addHandler(counter)
     clients_before = bench.module.make_s3_client.cache_info().misses
+    opened_before = getattr(bench.client, "connections_opened", 0)
     try:
         for _ in range(invocations):
             bench.invoke(bench.single_request())
     finally:
         connection_logger.removeHandler(counter)
         connection_logger.setLevel(previous_level)
-    return counter.count, bench.module.make_s3_client.cache_info().misses - clients_before
+    opened = getattr(bench.client, "connections_opened", 0) - opened_before
+    return counter.count + opened, bench.module.make_s3_client.cache_info().misses - clients_before
 
 
 def measure_log_bytes(bench: StorerBench) -> dict[str, float]:
@@ -179,14 +204,6 @@ def measure_log_bytes(bench: StorerBench) -> dict[str, float]:
 
     per_event = (batch - single) / (BATCH_SIZE - 1)
     return {"per_event": per_event, "per_request": single - per_event}
-
-
-def add_latency(client: Any, seconds: float) -> Callable[..., None]:
-    def delay(**_: Any) -> None:
-        time.sleep(seconds)
-
-    client.meta.events.register("before-send.s3", delay)
-    return delay
 
 
 def build_figures(emulator: dict[str, float], modelled: dict[str, float], connections: int,
@@ -223,8 +240,8 @@ def build_figures(emulator: dict[str, float], modelled: dict[str, float], connec
             "storer_time_per_event_vs_bare_put_modelled_latency",
             modelled["single_event_ms"] / modelled["bare_put_ms"],
             "ratio",
-            f"as storer_time_per_event_vs_bare_put, with {latency_ms:g} ms added before "
-            "every S3 request (a model of S3's round trip)",
+            f"as storer_time_per_event_vs_bare_put, with every S3 request held {latency_ms:g} ms "
+            "by a proxy on 127.0.0.1 (a model of S3's latency)",
             goal=STORER_RATIO_GOAL,
             comparison=AT_MOST,
         ),
@@ -232,8 +249,8 @@ def build_figures(emulator: dict[str, float], modelled: dict[str, float], connec
             "storer_time_per_event_in_batch_vs_bare_put_modelled_latency",
             modelled["batch_ms"] / BATCH_SIZE / modelled["bare_put_ms"],
             "ratio",
-            f"as storer_time_per_event_in_batch_vs_bare_put, with {latency_ms:g} ms added "
-            "before every S3 request",
+            f"as storer_time_per_event_in_batch_vs_bare_put, with every S3 request held "
+            f"{latency_ms:g} ms",
             goal=STORER_RATIO_GOAL,
             comparison=AT_MOST,
         ),
@@ -241,8 +258,8 @@ def build_figures(emulator: dict[str, float], modelled: dict[str, float], connec
             "storer_batch_vs_100_singles_modelled_latency",
             modelled["batch_ms"] / modelled["hundred_singles_ms"],
             "ratio",
-            f"as storer_batch_vs_100_singles, with {latency_ms:g} ms added before every S3 "
-            "request",
+            f"as storer_batch_vs_100_singles, with every S3 request held "
+            f"{latency_ms:g} ms",
             goal=BATCH_RATIO_GOAL,
             comparison=AT_MOST,
         ),
@@ -251,15 +268,18 @@ def build_figures(emulator: dict[str, float], modelled: dict[str, float], connec
         figure("storer_batch_100_handler_ms", emulator["batch_ms"], "ms",
                "median storer handler time for a 100-event POST, emulator S3"),
         figure("bare_put_ms", emulator["bare_put_ms"], "ms",
-               "median bare PutObject of a 360-byte object, emulator S3"),
+               "median bare boto3 PutObject of a 360-byte object, emulator S3"),
+        figure("layer_client_bare_put_ms", emulator["layer_client_bare_put_ms"], "ms",
+               "median bare PutObject of a 360-byte object with the layer's S3 client "
+               "(callflow.s3client), emulator S3"),
         figure("storer_single_event_handler_ms_modelled_latency", modelled["single_event_ms"], "ms",
-               f"as storer_single_event_handler_ms, with {latency_ms:g} ms added before every "
-               "S3 request"),
+               f"as storer_single_event_handler_ms, with every S3 request held "
+               f"{latency_ms:g} ms"),
         figure("storer_batch_100_handler_ms_modelled_latency", modelled["batch_ms"], "ms",
-               f"as storer_batch_100_handler_ms, with {latency_ms:g} ms added before every "
-               "S3 request"),
+               f"as storer_batch_100_handler_ms, with every S3 request held "
+               f"{latency_ms:g} ms"),
         figure("bare_put_ms_modelled_latency", modelled["bare_put_ms"], "ms",
-               f"as bare_put_ms, with {latency_ms:g} ms added before every S3 request"),
+               f"as bare_put_ms, with every S3 request held {latency_ms:g} ms"),
         figure(
             "storer_new_s3_connections_warm",
             connections,
@@ -299,9 +319,10 @@ def main(argv: list[str] | None = None) -> int:
     log_bytes = measure_log_bytes(bench)
     emulator = measure(bench, args.singles, args.rounds)
 
-    add_latency(bench.client, MODELLED_LATENCY_SECONDS)
-    bench.invoke(bench.batch_request())
-    modelled = measure(bench, MODELLED_SINGLES, MODELLED_ROUNDS)
+    with LatencyProxy("127.0.0.1", common.emulator_port(), delay=MODELLED_LATENCY_SECONDS) as proxy:
+        bench.use_endpoint(proxy.url)
+        bench.invoke(bench.batch_request())
+        modelled = measure(bench, MODELLED_SINGLES, MODELLED_ROUNDS)
 
     figures = build_figures(emulator, modelled, connections, clients, WARM_UP_INVOCATIONS)
     figures.append(figure("storer_log_bytes_per_event", log_bytes["per_event"], "bytes",
