@@ -85,14 +85,14 @@ DEFAULT_RETRIEVER_MEMORY_MB = 1024
 DEFAULT_AUTHORIZER_MEMORY_MB = 256
 
 # Durations in milliseconds, measured by bench/storer_write.py and
-# bench/retriever_fetch.py on the emulator with 10 ms added before every S3
-# request to model S3's round trip, rounded up (the run docs/benchmarks.md
+# bench/retriever_fetch.py on the emulator with every S3 request delayed by
+# 10 ms to model S3's latency, rounded up (the run docs/benchmarks.md
 # records). The authorizer's is an estimate: a warm HS256 or RS256 check and
 # the policy take a few milliseconds. Replace them with the Duration metric of
 # the deployed functions.
-DEFAULT_STORER_SINGLE_MS = 30.0
-DEFAULT_STORER_BATCH_MS = 523.0
-DEFAULT_RETRIEVER_CALL_MS = 61.0
+DEFAULT_STORER_SINGLE_MS = 19.0
+DEFAULT_STORER_BATCH_MS = 433.0
+DEFAULT_RETRIEVER_CALL_MS = 49.0
 DEFAULT_AUTHORIZER_MS = 5.0
 
 # API Gateway caches the authorizer's policy per token for AuthorizerCacheTtlSeconds.

@@ -20,6 +20,12 @@ What it does, as botocore does it:
 - Keep-alive connections in a pool that threads share, with separate
   connect and read timeouts.
 
+NOTE: it covers what the service's keys and buckets need, not all of S3:
+no IPv6 endpoint URLs, no path-style switch for bucket names that are not
+valid host names (CloudFormation generates valid ones), keys that XML 1.0
+can carry (event and call ids exclude control characters), and TLS errors
+surface as EndpointConnectionError rather than botocore's SSLError.
+
 S3Client.from_environment returns None, and callflow.store uses boto3
 instead, when CALLFLOW_S3_CLIENT is "boto3", when AWS calls are traced (the
 X-Ray SDK patches botocore only), or when the environment has no credentials
