@@ -271,7 +271,7 @@ def build_figures(emulator: dict[str, float], modelled: dict[str, float], connec
                "median bare boto3 PutObject of a 360-byte object, emulator S3"),
         figure("layer_client_bare_put_ms", emulator["layer_client_bare_put_ms"], "ms",
                "median bare PutObject of a 360-byte object with the layer's S3 client "
-               "(callflow.s3client), emulator S3"),
+               "(callflow.awsclient), emulator S3"),
         figure("storer_single_event_handler_ms_modelled_latency", modelled["single_event_ms"], "ms",
                f"as storer_single_event_handler_ms, with every S3 request held "
                f"{latency_ms:g} ms"),

@@ -11,6 +11,6 @@ def boto3_s3_client(monkeypatch: pytest.MonkeyPatch) -> None:
 
     moto's mock_aws intercepts botocore's requests only, so handlers under
     mock_aws need boto3's client. The layer's own client is tested against
-    moto's server in test_s3client.py, and end to end by the integration suite.
+    moto's server in test_awsclient.py, and end to end by the integration suite.
     """
-    monkeypatch.setenv("CALLFLOW_S3_CLIENT", "boto3")
+    monkeypatch.setenv("CALLFLOW_AWS_CLIENT", "boto3")

@@ -2,9 +2,12 @@
 
 A Lambda execution environment serves many invocations, so each secret is read
 once and kept for `max_age_seconds`. After that the next call reads it again,
-which picks up a rotated value. boto3 is imported on the first read, not at
-module import, so a function that never reads a secret (the authorizer in JWKS
-mode) does not pay for importing it on a cold start.
+which picks up a rotated value. The read goes through the layer's own client
+(callflow.awsclient.SecretsManagerClient), which is created on the first read,
+so a cold start pays neither boto3's import nor its model load, and a
+function that never reads a secret (the authorizer in JWKS mode) pays
+nothing. boto3 is used instead where SecretsManagerClient.from_environment
+says so.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ def get_secret_value(secret_id: str, *, max_age_seconds: int = DEFAULT_MAX_AGE_S
     Once the cached copy is older than that, the next call reads the secret again.
 
     Raises SecretUnavailableError when the id is empty, Secrets Manager fails
-    after botocore's retries, or the secret contains binary data instead of a string.
+    after the client's retries, or the secret contains binary data instead of a string.
     """
     if not secret_id:
         raise SecretUnavailableError(
@@ -99,9 +102,17 @@ def _read_secret_string(secret_id: str) -> str:
 
 
 def _secrets_manager_client() -> Any:
-    # boto3 is imported here, not at module top, because importing it costs
-    # cold-start time in functions that may never read a secret.
+    # Created on the first read, not at import, because a function may never
+    # read a secret.
     global _client
+    if _client is None:
+        from callflow.awsclient import SecretsManagerClient
+
+        _client = SecretsManagerClient.from_environment(
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            read_timeout=READ_TIMEOUT_SECONDS,
+            max_attempts=MAX_ATTEMPTS,
+        )
     if _client is None:
         import boto3
         from botocore.config import Config

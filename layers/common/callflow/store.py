@@ -441,14 +441,14 @@ def _unavailable(action: str, target: str, error: Exception) -> StorageUnavailab
 def make_s3_client() -> Any:
     """Return the process-wide S3 client, created on first use.
 
-    This is the layer's own client (callflow.s3client), which saves a cold
+    This is the layer's own client (callflow.awsclient), which saves a cold
     start the import of boto3 and the load of its S3 model. boto3's client is
-    used instead when callflow.s3client.S3Client.from_environment says so:
-    CALLFLOW_S3_CLIENT=boto3, traced AWS calls, or no credentials or region
+    used instead when callflow.awsclient.S3Client.from_environment says so:
+    CALLFLOW_AWS_CLIENT=boto3, traced AWS calls, or no credentials or region
     in the environment. Both read an optional AWS_ENDPOINT_URL_S3 or
     AWS_ENDPOINT_URL (a local emulator) and take the settings above.
     """
-    from callflow.s3client import S3Client
+    from callflow.awsclient import S3Client
 
     client = S3Client.from_environment(
         connect_timeout=S3_CONNECT_TIMEOUT_SECONDS,

@@ -1,35 +1,40 @@
-"""A small S3 client for the handlers' hot path, on the standard library.
+"""Small AWS clients for the handlers' hot path, on the standard library.
 
-boto3 costs a cold start about 200 ms before the first S3 request: its import
-and the client's load of the S3 model and endpoint rules. The client waits
-for it. This client makes the seven calls EventStore needs (put_object,
-get_object, list_objects_v2, head_object, head_bucket, delete_object) with
-the same arguments and results as boto3's S3 client, and raises botocore's
-exception classes, so EventStore works the same with either.
+boto3 costs a cold start about 200 ms before the first request: its import
+and the client's load of the service model and endpoint rules. The client
+waits for it. This module makes the calls the handlers need, with the same
+arguments and results as boto3's clients and botocore's exception classes,
+so the code that calls them works the same with either:
 
-What it does, as botocore does it:
+- S3Client: the seven S3 calls EventStore makes (put_object, get_object,
+  list_objects_v2, head_object, head_bucket, delete_object).
+- SecretsManagerClient: get_secret_value, for callflow.secrets.
+
+What they do, as botocore does it:
 - Signature Version 4 with the credentials Lambda puts in the environment
   (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN). The payload
   is hashed and signed, not sent as UNSIGNED-PAYLOAD.
-- Virtual-hosted addressing at https://BUCKET.s3.REGION.amazonaws.com, or
+- S3: virtual-hosted addressing at https://BUCKET.s3.REGION.amazonaws.com, or
   path-style addressing at AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL when set
-  (a VPC endpoint or a local emulator).
+  (a VPC endpoint or a local emulator). Secrets Manager:
+  https://secretsmanager.REGION.amazonaws.com, or
+  AWS_ENDPOINT_URL_SECRETS_MANAGER / AWS_ENDPOINT_URL.
 - Standard-mode retries: throttling, 5xx responses, timeouts and dropped
   connections are retried with jittered exponential backoff, up to
   `max_attempts` attempts in all.
 - Keep-alive connections in a pool that threads share, with separate
   connect and read timeouts.
 
-NOTE: it covers what the service's keys and buckets need, not all of S3:
-no IPv6 endpoint URLs, no path-style switch for bucket names that are not
-valid host names (CloudFormation generates valid ones), keys that XML 1.0
-can carry (event and call ids exclude control characters), and TLS errors
-surface as EndpointConnectionError rather than botocore's SSLError.
+NOTE: they cover what the service's keys, buckets and secrets need, not all
+of S3. There are no IPv6 endpoint URLs, and no path-style switch for bucket
+names that are not valid host names (CloudFormation generates valid ones).
+Keys must be text XML 1.0 can carry (event and call ids exclude control
+characters). TLS errors surface as EndpointConnectionError rather than
+botocore's SSLError.
 
-S3Client.from_environment returns None, and callflow.store uses boto3
-instead, when CALLFLOW_S3_CLIENT is "boto3", when AWS calls are traced (the
-X-Ray SDK patches botocore only), or when the environment has no credentials
-or region.
+from_environment returns None, and the caller uses boto3 instead, when
+CALLFLOW_AWS_CLIENT is "boto3", when AWS calls are traced (the X-Ray SDK
+patches botocore only), or when the environment has no credentials or region.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import hashlib
 import hmac
 import http.client
 import io
+import json
 import os
 import queue
 import random
@@ -45,7 +51,7 @@ import select
 import ssl
 import time
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -61,17 +67,32 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-SERVICE = "s3"
+S3_SERVICE = "s3"
+SECRETS_MANAGER_SERVICE = "secretsmanager"
 ALGORITHM = "AWS4-HMAC-SHA256"
 S3_XML_NAMESPACE = "{http://s3.amazonaws.com/doc/2006-03-01/}"
-USER_AGENT = "callflow-s3client/1"
-CLIENT_VARIABLE = "CALLFLOW_S3_CLIENT"
+JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
+USER_AGENT = "callflow-awsclient/1"
+CLIENT_VARIABLE = "CALLFLOW_AWS_CLIENT"
+# service -> (the variable that names its endpoint, the first label of its host name)
+SERVICE_ENDPOINTS = {
+    S3_SERVICE: ("AWS_ENDPOINT_URL_S3", "s3"),
+    SECRETS_MANAGER_SERVICE: ("AWS_ENDPOINT_URL_SECRETS_MANAGER", "secretsmanager"),
+}
 
 # Standard-mode retries of botocore: these statuses and error codes are
 # transient, and the backoff is random up to base * 2**attempt seconds.
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 RETRY_CODES = frozenset(
-    {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "InternalError", "ServiceUnavailable"}
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestTimeout",
+        "InternalError",
+        "InternalServiceError",
+        "ServiceUnavailable",
+    }
 )
 BACKOFF_BASE_SECONDS = 0.1
 BACKOFF_CAP_SECONDS = 20.0
@@ -103,20 +124,32 @@ class Endpoint:
     base_path: str = ""
 
     @classmethod
-    def resolve(cls, region: str, environ: Mapping[str, str] = os.environ) -> Endpoint:
-        url = environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL")
+    def resolve(
+        cls, region: str, environ: Mapping[str, str] = os.environ, *, service: str = S3_SERVICE
+    ) -> Endpoint:
+        """Return the endpoint of `service` in `region`, or the one the environment names.
+
+        A named endpoint (a VPC endpoint or a local emulator) is addressed
+        path-style.
+        """
+        variable, host_prefix = SERVICE_ENDPOINTS[service]
+        url = environ.get(variable) or environ.get("AWS_ENDPOINT_URL")
         if url:
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"the S3 endpoint URL {url!r} is not an http(s) URL")
+                raise ValueError(f"the {service} endpoint URL {url!r} is not an http(s) URL")
             return cls(parts.scheme, parts.hostname, parts.port, True, parts.path.rstrip("/"))
         suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-        return cls("https", f"s3.{region}.{suffix}", None, False)
+        return cls("https", f"{host_prefix}.{region}.{suffix}", None, False)
+
+    @property
+    def netloc(self) -> str:
+        return self.host if self.port is None else f"{self.host}:{self.port}"
 
     def locate(self, bucket: str, key: str | None) -> tuple[str, str]:
         """Return (Host header, URI-encoded path) of `key` in `bucket` (the bucket itself when key is None)."""
         object_path = "" if key is None else "/" + quote(key, safe="/~")
-        netloc = self.host if self.port is None else f"{self.host}:{self.port}"
+        netloc = self.netloc
         # A bucket name with dots does not match the wildcard TLS certificate.
         if self.path_style or "." in bucket:
             return netloc, f"{self.base_path}/{quote(bucket, safe='')}{object_path or '/'}"
@@ -127,8 +160,157 @@ class _StreamingBody(io.BytesIO):
     """The Body of a get_object result: already read, so the connection is free."""
 
 
-class S3Client:
-    """The part of boto3's S3 client that EventStore calls, over a pool of keep-alive connections."""
+def _use_boto3(environ: Mapping[str, str]) -> bool:
+    return environ.get(CLIENT_VARIABLE, "").strip().lower() == "boto3" or aws_call_tracing_enabled()
+
+
+def _region(environ: Mapping[str, str]) -> str | None:
+    return environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None
+
+
+class _AwsHttpClient:
+    """Signed requests to one AWS service, with retries, over a pool of keep-alive connections."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        region: str,
+        credentials: Credentials,
+        endpoint: Endpoint,
+        connect_timeout: float,
+        read_timeout: float,
+        max_attempts: int,
+        max_pool_connections: int,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.service = service
+        self.region = region
+        self.credentials = credentials
+        self.endpoint = endpoint
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.max_attempts = max_attempts
+        self._ssl_context = ssl_context
+        self._pools: dict[str, queue.LifoQueue[http.client.HTTPConnection]] = {}
+        self._max_pool_connections = max_pool_connections
+        # Connections opened so far: a warm function should open none.
+        self.connections_opened = 0
+
+    # -- requests ---------------------------------------------------------------
+
+    def _call(
+        self,
+        operation: str,
+        method: str,
+        host: str,
+        path: str,
+        *,
+        body: bytes = b"",
+        headers: Mapping[str, str] | None = None,
+        query: Mapping[str, str] | None = None,
+        parse_error: Callable[[str, int, Mapping[str, str], bytes], ClientError],
+    ) -> tuple[int, dict[str, str], bytes]:
+        """Send one request with retries; return (status, lower-case headers, body).
+
+        Raises the ClientError `parse_error` builds for an error response, and
+        botocore's connection errors when no attempt got a response.
+        """
+        query_string = canonical_query_string(query or {})
+        for attempt in range(self.max_attempts):
+            signed = sign_request(
+                method,
+                host,
+                path,
+                query_string,
+                dict(headers or {}),
+                body,
+                credentials=self.credentials,
+                region=self.region,
+                now=datetime.now(UTC),
+                service=self.service,
+            )
+            try:
+                status, response_headers, response_body = self._send(method, path, query_string, signed, body)
+            except (ConnectionClosedError, ReadTimeoutError, ConnectTimeoutError, EndpointConnectionError):
+                if attempt + 1 >= self.max_attempts:
+                    raise
+                self._back_off(attempt)
+                continue
+
+            if status < 300:
+                return status, response_headers, response_body
+            error = parse_error(operation, status, response_headers, response_body)
+            code = error.response["Error"]["Code"]
+            if (status in RETRY_STATUSES or code in RETRY_CODES) and attempt + 1 < self.max_attempts:
+                self._back_off(attempt)
+                continue
+            raise error
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _send(
+        self, method: str, path: str, query_string: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        host = headers["host"]
+        pool = self._pools.setdefault(host, queue.LifoQueue())
+        connection = _take_open_connection(pool) or self._connect(host)
+
+        target = path if not query_string else f"{path}?{query_string}"
+        try:
+            connection.request(method, target, body=body if method in ("PUT", "POST") else None, headers=headers)
+            response = connection.getresponse()
+            response_body = response.read()
+        except TimeoutError as error:
+            connection.close()
+            raise ReadTimeoutError(endpoint_url=self._url(host, path), error=error) from error
+        except (http.client.HTTPException, OSError) as error:
+            # The connection was open, so the server reset or closed it before
+            # a whole response arrived: botocore raises ConnectionClosedError
+            # for this (urllib3's ProtocolError), and retries it.
+            connection.close()
+            raise ConnectionClosedError(endpoint_url=self._url(host, path)) from error
+
+        if response.will_close or pool.qsize() >= self._max_pool_connections:
+            connection.close()
+        else:
+            pool.put(connection)
+        response_headers = {name.lower(): value for name, value in response.getheaders()}
+        return response.status, response_headers, response_body
+
+    def _connect(self, host: str) -> http.client.HTTPConnection:
+        # The Host header of a virtual-hosted request names the bucket; the
+        # connection goes to the same name.
+        name, _, port_text = host.partition(":")
+        port = int(port_text) if port_text else None
+        connection: http.client.HTTPConnection
+        if self.endpoint.scheme == "https":
+            context = self._ssl_context or _default_ssl_context()
+            connection = http.client.HTTPSConnection(name, port, timeout=self.connect_timeout, context=context)
+        else:
+            connection = http.client.HTTPConnection(name, port, timeout=self.connect_timeout)
+        self.connections_opened += 1
+        try:
+            connection.connect()
+        except TimeoutError as error:
+            connection.close()
+            raise ConnectTimeoutError(endpoint_url=self._url(host, "/"), error=error) from error
+        except OSError as error:
+            connection.close()
+            raise EndpointConnectionError(endpoint_url=self._url(host, "/"), error=error) from error
+        assert connection.sock is not None
+        connection.sock.settimeout(self.read_timeout)
+        return connection
+
+    def _url(self, host: str, path: str) -> str:
+        return f"{self.endpoint.scheme}://{host}{path}"
+
+    @staticmethod
+    def _back_off(attempt: int) -> None:
+        time.sleep(random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt)))
+
+
+class S3Client(_AwsHttpClient):
+    """The part of boto3's S3 client that EventStore calls."""
 
     def __init__(
         self,
@@ -142,17 +324,17 @@ class S3Client:
         max_pool_connections: int,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self.region = region
-        self.credentials = credentials
-        self.endpoint = endpoint
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
-        self.max_attempts = max_attempts
-        self._ssl_context = ssl_context
-        self._pools: dict[str, queue.LifoQueue[http.client.HTTPConnection]] = {}
-        self._max_pool_connections = max_pool_connections
-        # Connections opened so far: a warm function should open none.
-        self.connections_opened = 0
+        super().__init__(
+            service=S3_SERVICE,
+            region=region,
+            credentials=credentials,
+            endpoint=endpoint,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_attempts=max_attempts,
+            max_pool_connections=max_pool_connections,
+            ssl_context=ssl_context,
+        )
 
     @classmethod
     def from_environment(
@@ -165,13 +347,9 @@ class S3Client:
         environ: Mapping[str, str] = os.environ,
     ) -> S3Client | None:
         """Return a client for the environment's credentials, region and endpoint, or None to use boto3."""
-        if environ.get(CLIENT_VARIABLE, "").strip().lower() == "boto3":
-            return None
-        if aws_call_tracing_enabled():
-            return None
         credentials = Credentials.from_environment(environ)
-        region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
-        if credentials is None or not region:
+        region = _region(environ)
+        if _use_boto3(environ) or credentials is None or region is None:
             return None
         return cls(
             region=region,
@@ -267,8 +445,6 @@ class S3Client:
             result["NextContinuationToken"] = token
         return result
 
-    # -- requests ---------------------------------------------------------------
-
     def _request(
         self,
         operation: str,
@@ -280,102 +456,55 @@ class S3Client:
         headers: Mapping[str, str] | None = None,
         query: Mapping[str, str] | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
-        """Send one S3 request with retries; return (status, lower-case headers, body).
-
-        Raises ClientError for an error response and botocore's connection
-        errors when no attempt got a response.
-        """
         host, path = self.endpoint.locate(bucket, key)
-        query_string = canonical_query_string(query or {})
-        for attempt in range(self.max_attempts):
-            signed = sign_request(
-                method,
-                host,
-                path,
-                query_string,
-                dict(headers or {}),
-                body,
-                credentials=self.credentials,
-                region=self.region,
-                now=datetime.now(UTC),
-            )
-            try:
-                status, response_headers, response_body = self._send(method, path, query_string, signed, body)
-            except (ConnectionClosedError, ReadTimeoutError, ConnectTimeoutError, EndpointConnectionError):
-                if attempt + 1 >= self.max_attempts:
-                    raise
-                self._back_off(attempt)
-                continue
+        return self._call(
+            operation, method, host, path, body=body, headers=headers, query=query, parse_error=_s3_client_error
+        )
 
-            if status < 300:
-                return status, response_headers, response_body
-            error = _client_error(operation, status, response_headers, response_body)
-            code = error.response["Error"]["Code"]
-            if (status in RETRY_STATUSES or code in RETRY_CODES) and attempt + 1 < self.max_attempts:
-                self._back_off(attempt)
-                continue
-            raise error
-        raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def _send(
-        self, method: str, path: str, query_string: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, dict[str, str], bytes]:
-        host = headers["host"]
-        pool = self._pools.setdefault(host, queue.LifoQueue())
-        connection = _take_open_connection(pool) or self._connect(host)
+class SecretsManagerClient(_AwsHttpClient):
+    """The get_secret_value call of boto3's Secrets Manager client."""
 
-        target = path if not query_string else f"{path}?{query_string}"
-        try:
-            connection.request(method, target, body=body if method in ("PUT", "POST") else None, headers=headers)
-            response = connection.getresponse()
-            response_body = response.read()
-        except TimeoutError as error:
-            connection.close()
-            raise ReadTimeoutError(endpoint_url=self._url(host, path), error=error) from error
-        except (http.client.HTTPException, OSError) as error:
-            # The connection was open, so the server reset or closed it before
-            # a whole response arrived: botocore raises ConnectionClosedError
-            # for this (urllib3's ProtocolError), and retries it.
-            connection.close()
-            raise ConnectionClosedError(endpoint_url=self._url(host, path)) from error
+    @classmethod
+    def from_environment(
+        cls,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        max_attempts: int,
+        environ: Mapping[str, str] = os.environ,
+    ) -> SecretsManagerClient | None:
+        """Return a client for the environment's credentials, region and endpoint, or None to use boto3."""
+        credentials = Credentials.from_environment(environ)
+        region = _region(environ)
+        if _use_boto3(environ) or credentials is None or region is None:
+            return None
+        return cls(
+            service=SECRETS_MANAGER_SERVICE,
+            region=region,
+            credentials=credentials,
+            endpoint=Endpoint.resolve(region, environ, service=SECRETS_MANAGER_SERVICE),
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_attempts=max_attempts,
+            max_pool_connections=1,
+        )
 
-        if response.will_close or pool.qsize() >= self._max_pool_connections:
-            connection.close()
-        else:
-            pool.put(connection)
-        response_headers = {name.lower(): value for name, value in response.getheaders()}
-        return response.status, response_headers, response_body
-
-    def _connect(self, host: str) -> http.client.HTTPConnection:
-        # The Host header of a virtual-hosted request names the bucket; the
-        # connection goes to the same name.
-        name, _, port_text = host.partition(":")
-        port = int(port_text) if port_text else None
-        connection: http.client.HTTPConnection
-        if self.endpoint.scheme == "https":
-            context = self._ssl_context or _default_ssl_context()
-            connection = http.client.HTTPSConnection(name, port, timeout=self.connect_timeout, context=context)
-        else:
-            connection = http.client.HTTPConnection(name, port, timeout=self.connect_timeout)
-        self.connections_opened += 1
-        try:
-            connection.connect()
-        except TimeoutError as error:
-            connection.close()
-            raise ConnectTimeoutError(endpoint_url=self._url(host, "/"), error=error) from error
-        except OSError as error:
-            connection.close()
-            raise EndpointConnectionError(endpoint_url=self._url(host, "/"), error=error) from error
-        assert connection.sock is not None
-        connection.sock.settimeout(self.read_timeout)
-        return connection
-
-    def _url(self, host: str, path: str) -> str:
-        return f"{self.endpoint.scheme}://{host}{path}"
-
-    @staticmethod
-    def _back_off(attempt: int) -> None:
-        time.sleep(random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt)))
+    def get_secret_value(self, *, SecretId: str) -> dict[str, Any]:  # noqa: N803 (boto3's argument name)
+        body = json.dumps({"SecretId": SecretId}).encode("utf-8")
+        headers = {"content-type": JSON_CONTENT_TYPE, "x-amz-target": "secretsmanager.GetSecretValue"}
+        status, _, response_body = self._call(
+            "GetSecretValue",
+            "POST",
+            self.endpoint.netloc,
+            self.endpoint.base_path or "/",
+            body=body,
+            headers=headers,
+            parse_error=_json_client_error,
+        )
+        result: dict[str, Any] = json.loads(response_body)
+        result["ResponseMetadata"] = {"HTTPStatusCode": status}
+        return result
 
 
 def _take_open_connection(
@@ -426,7 +555,7 @@ def _default_ssl_context() -> ssl.SSLContext:
     return context
 
 
-def _client_error(operation: str, status: int, headers: Mapping[str, str], body: bytes) -> ClientError:
+def _s3_client_error(operation: str, status: int, headers: Mapping[str, str], body: bytes) -> ClientError:
     """Build botocore's ClientError from an S3 error response, as botocore parses it.
 
     A response without an XML error body (HEAD requests have none) has the
@@ -446,6 +575,32 @@ def _client_error(operation: str, status: int, headers: Mapping[str, str], body:
             "HTTPStatusCode": status,
             "HTTPHeaders": dict(headers),
             "RequestId": headers.get("x-amz-request-id", ""),
+        },
+    }
+    return ClientError(response, operation)  # type: ignore[arg-type]
+
+
+def _json_client_error(operation: str, status: int, headers: Mapping[str, str], body: bytes) -> ClientError:
+    """Build botocore's ClientError from a JSON-protocol error response, as botocore parses it.
+
+    The code is the "__type" of the body without its namespace, such as
+    "ResourceNotFoundException".
+    """
+    code, message = str(status), http.client.responses.get(status, "")
+    try:
+        document = json.loads(body) if body else {}
+    except ValueError:
+        document = {}
+    if isinstance(document, dict):
+        code = str(document.get("__type") or headers.get("x-amzn-errortype") or code)
+        code = code.rsplit("#", 1)[-1].split(":", 1)[0]
+        message = str(document.get("message") or document.get("Message") or message)
+    response = {
+        "Error": {"Code": code, "Message": message},
+        "ResponseMetadata": {
+            "HTTPStatusCode": status,
+            "HTTPHeaders": dict(headers),
+            "RequestId": headers.get("x-amzn-requestid", ""),
         },
     }
     return ClientError(response, operation)  # type: ignore[arg-type]
@@ -472,11 +627,12 @@ def sign_request(
     credentials: Credentials,
     region: str,
     now: datetime,
+    service: str = S3_SERVICE,
 ) -> dict[str, str]:
-    """Return `headers` plus host, x-amz-date, x-amz-content-sha256, the session token and Authorization.
+    """Return `headers` plus host, x-amz-date, the session token and Authorization.
 
-    Every header in the result but Authorization is signed. Header names must
-    be lower case.
+    For S3 it adds x-amz-content-sha256 too, which S3 requires. Every header
+    in the result but Authorization is signed. Header names must be lower case.
     """
     amz_date = now.strftime("%Y%m%dT%H%M%SZ")
     date = amz_date[:8]
@@ -484,9 +640,10 @@ def sign_request(
     signed_headers = {
         **{name: " ".join(str(value).split()) for name, value in headers.items()},
         "host": host,
-        "x-amz-content-sha256": payload_hash,
         "x-amz-date": amz_date,
     }
+    if service == S3_SERVICE:
+        signed_headers["x-amz-content-sha256"] = payload_hash
     if credentials.token:
         signed_headers["x-amz-security-token"] = credentials.token
     names = sorted(signed_headers)
@@ -500,12 +657,12 @@ def sign_request(
             payload_hash,
         ]
     )
-    scope = f"{date}/{region}/{SERVICE}/aws4_request"
+    scope = f"{date}/{region}/{service}/aws4_request"
     string_to_sign = "\n".join(
         [ALGORITHM, amz_date, scope, hashlib.sha256(canonical_request.encode("utf-8")).hexdigest()]
     )
     key = f"AWS4{credentials.secret_key}".encode()
-    for part in (date, region, SERVICE, "aws4_request"):
+    for part in (date, region, service, "aws4_request"):
         key = hmac.new(key, part.encode("utf-8"), hashlib.sha256).digest()
     signature = hmac.new(key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
     return {

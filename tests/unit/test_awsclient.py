@@ -1,4 +1,4 @@
-"""The standard-library S3 client (callflow.s3client), checked against boto3 and botocore.
+"""The standard-library AWS clients (callflow.awsclient), checked against boto3 and botocore.
 
 Three kinds of server back these tests, all on 127.0.0.1:
 - moto's ThreadedMotoServer, where every call of S3Client must return what a
@@ -41,10 +41,11 @@ from botocore.exceptions import (
 from botocore.utils import percent_encode
 from moto.server import ThreadedMotoServer
 
-from callflow.s3client import (
+from callflow.awsclient import (
     Credentials,
     Endpoint,
     S3Client,
+    SecretsManagerClient,
     canonical_query_string,
     sign_request,
 )
@@ -78,7 +79,7 @@ def isolated_aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         "AWS_USE_FIPS_ENDPOINT",
         "AWS_USE_DUALSTACK_ENDPOINT",
         "AWS_CA_BUNDLE",
-        "CALLFLOW_S3_CLIENT",
+        "CALLFLOW_AWS_CLIENT",
         "CALLFLOW_TRACE_AWS_CALLS",
     ):
         monkeypatch.delenv(name, raising=False)
@@ -952,11 +953,11 @@ def test_from_environment_reads_default_region_and_endpoint() -> None:
 
 @pytest.mark.parametrize("value", ["boto3", " BOTO3 "])
 def test_from_environment_honours_boto3_choice(value: str) -> None:
-    assert client_from(LAMBDA_ENVIRONMENT | {"CALLFLOW_S3_CLIENT": value}) is None
+    assert client_from(LAMBDA_ENVIRONMENT | {"CALLFLOW_AWS_CLIENT": value}) is None
 
 
 def test_from_environment_ignores_other_client_choice() -> None:
-    assert client_from(LAMBDA_ENVIRONMENT | {"CALLFLOW_S3_CLIENT": "callflow"}) is not None
+    assert client_from(LAMBDA_ENVIRONMENT | {"CALLFLOW_AWS_CLIENT": "callflow"}) is not None
 
 
 def test_from_environment_defers_to_boto3_when_tracing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -982,14 +983,148 @@ def test_from_environment_treats_empty_values_as_missing() -> None:
 def test_store_uses_the_layer_client_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
     from callflow.store import make_s3_client
 
-    monkeypatch.delenv("CALLFLOW_S3_CLIENT", raising=False)
+    monkeypatch.delenv("CALLFLOW_AWS_CLIENT", raising=False)
     monkeypatch.delenv("CALLFLOW_TRACE_AWS_CALLS", raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
     monkeypatch.setenv("AWS_REGION", "eu-west-1")
     assert isinstance(make_s3_client.__wrapped__(), S3Client)
 
-    monkeypatch.setenv("CALLFLOW_S3_CLIENT", "boto3")
+    monkeypatch.setenv("CALLFLOW_AWS_CLIENT", "boto3")
     fallback = make_s3_client.__wrapped__()
     assert not isinstance(fallback, S3Client)
     assert fallback.meta.service_model.service_name == "s3"
+
+
+# -- Secrets Manager ---------------------------------------------------------------
+
+
+def secrets_client(endpoint_url: str, *, max_attempts: int = 1) -> SecretsManagerClient:
+    client = SecretsManagerClient.from_environment(
+        connect_timeout=1.0,
+        read_timeout=5.0,
+        max_attempts=max_attempts,
+        environ={
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_REGION": REGION,
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint_url,
+        },
+    )
+    assert client is not None
+    return client
+
+
+@pytest.fixture(scope="module")
+def boto3_secrets(moto_url: str) -> Any:
+    return boto3.client(
+        "secretsmanager",
+        endpoint_url=moto_url,
+        region_name=REGION,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+    )
+
+
+def test_get_secret_value_matches_boto3(moto_url: str, boto3_secrets: Any) -> None:
+    name = f"callflow/test/{uuid.uuid4().hex}"
+    created = boto3_secrets.create_secret(Name=name, SecretString="key material ☎ with spaces")
+
+    ours = secrets_client(moto_url).get_secret_value(SecretId=created["ARN"])
+    theirs = boto3_secrets.get_secret_value(SecretId=created["ARN"])
+
+    for field_name in ("ARN", "Name", "VersionId", "SecretString", "VersionStages"):
+        assert ours[field_name] == theirs[field_name]
+    assert ours["ResponseMetadata"]["HTTPStatusCode"] == 200
+
+
+def test_missing_secret_raises_the_client_error_boto3_raises(moto_url: str, boto3_secrets: Any) -> None:
+    missing = f"callflow/test/missing-{uuid.uuid4().hex}"
+
+    ours = client_error_of(lambda: secrets_client(moto_url).get_secret_value(SecretId=missing))
+    theirs = client_error_of(lambda: boto3_secrets.get_secret_value(SecretId=missing))
+
+    assert ours.response["Error"]["Code"] == theirs.response["Error"]["Code"] == "ResourceNotFoundException"
+    status = ours.response["ResponseMetadata"]["HTTPStatusCode"]
+    assert status == theirs.response["ResponseMetadata"]["HTTPStatusCode"]
+    assert ours.operation_name == "GetSecretValue"
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "code"),
+    [
+        (b'{"__type":"com.amazonaws.secretsmanager#ThrottlingException","message":"slow down"}', {}, "ThrottlingException"),
+        (b'{"__type":"AccessDeniedException:http://internal/","Message":"no"}', {}, "AccessDeniedException"),
+        (b"not json", {"x-amzn-errortype": "InternalServiceError:http://internal/"}, "InternalServiceError"),
+        (b"", {}, "500"),
+    ],
+)
+def test_json_error_codes_are_parsed_as_botocore_does(body: bytes, headers: dict[str, str], code: str) -> None:
+    from callflow.awsclient import _json_client_error
+
+    error = _json_client_error("GetSecretValue", 500, headers, body)
+
+    assert error.response["Error"]["Code"] == code
+
+
+def test_secrets_manager_endpoint_defaults_to_the_regional_host() -> None:
+    endpoint = Endpoint.resolve("eu-west-1", {}, service="secretsmanager")
+    assert (endpoint.scheme, endpoint.host) == ("https", "secretsmanager.eu-west-1.amazonaws.com")
+    assert Endpoint.resolve("cn-north-1", {}, service="secretsmanager").host == (
+        "secretsmanager.cn-north-1.amazonaws.com.cn"
+    )
+    # The S3 variable does not move Secrets Manager.
+    named = Endpoint.resolve("eu-west-1", {"AWS_ENDPOINT_URL_S3": "http://127.0.0.1:1"}, service="secretsmanager")
+    assert named.host == "secretsmanager.eu-west-1.amazonaws.com"
+
+
+def test_secrets_manager_signature_matches_botocore(monkeypatch: pytest.MonkeyPatch) -> None:
+    from botocore.auth import SigV4Auth
+
+    frozen = SIGNING_TIME.replace(tzinfo=None)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda remove_tzinfo=True: frozen)
+    body = b'{"SecretId": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:callflow/jwt-AbCdEf"}'
+    headers = {"content-type": "application/x-amz-json-1.1", "x-amz-target": "secretsmanager.GetSecretValue"}
+    host = "secretsmanager.eu-west-1.amazonaws.com"
+
+    ours = sign_request(
+        "POST",
+        host,
+        "/",
+        "",
+        dict(headers),
+        body,
+        credentials=Credentials(ACCESS_KEY, SECRET_KEY, SESSION_TOKEN),
+        region="eu-west-1",
+        now=SIGNING_TIME,
+        service="secretsmanager",
+    )
+    request = AWSRequest(method="POST", url=f"https://{host}/", headers=dict(headers), data=body)
+    SigV4Auth(BotocoreCredentials(ACCESS_KEY, SECRET_KEY, SESSION_TOKEN), "secretsmanager", "eu-west-1").add_auth(
+        request
+    )
+
+    assert "x-amz-content-sha256" not in ours
+    assert ours["authorization"] == request.headers["Authorization"]
+
+
+def test_callflow_secrets_reads_through_the_layer_client(
+    moto_url: str, boto3_secrets: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from callflow import secrets as callflow_secrets
+
+    name = f"callflow/test/{uuid.uuid4().hex}"
+    arn = boto3_secrets.create_secret(Name=name, SecretString="pagination-key")["ARN"]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto_url)
+    callflow_secrets.clear_cache()
+    try:
+        assert callflow_secrets.get_secret_value(arn) == "pagination-key"
+        assert isinstance(callflow_secrets._client, SecretsManagerClient)
+        with pytest.raises(callflow_secrets.SecretUnavailableError) as caught:
+            callflow_secrets.get_secret_value(f"{name}-missing")
+        assert "ResourceNotFoundException" in caught.value.message
+    finally:
+        callflow_secrets.clear_cache()
