@@ -80,7 +80,7 @@ def mint_token(
 
 def find_jwt_secret_arn(stack_name: str, cloudformation: Any = None) -> str:
     """Return the stack's JwtSecretArn output. Raise StackLookupError naming what is missing."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
     client = cloudformation if cloudformation is not None else _cloudformation_client()
     location = _describe_location(client)
@@ -101,10 +101,11 @@ def find_jwt_secret_arn(stack_name: str, cloudformation: Any = None) -> str:
             f"{details.get('Code', 'an error')}: {message}"
         ) from error
     except BotoCoreError as error:
-        raise StackLookupError(
-            f"Describing stack {stack_name!r} {location} failed: {error}. "
-            "Check AWS credentials, the region and AWS_ENDPOINT_URL."
-        ) from error
+        hint = "Check AWS credentials, the region and AWS_ENDPOINT_URL."
+        endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
+        if isinstance(error, EndpointConnectionError) and endpoint.startswith("http://127.0.0.1:"):
+            hint = f"No emulator answers at {endpoint}: start it with `make local`."
+        raise StackLookupError(f"Describing stack {stack_name!r} {location} failed: {error}. {hint}") from error
 
     stacks = response.get("Stacks", [])
     outputs = {

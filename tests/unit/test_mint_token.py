@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 import jwt
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EndpointConnectionError
 from moto import mock_aws
 
 from callflow import secrets
@@ -199,6 +199,23 @@ def test_cli_missing_stack_fails_clearly(
     assert "'callflow-missing' was not found" in captured.err
     assert "make local" in captured.err
     assert "sam deploy --stack-name callflow-missing" in captured.err
+
+
+def test_cli_without_an_emulator_says_to_start_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class Unreachable:
+        def describe_stacks(self, StackName: str) -> dict[str, Any]:  # noqa: N803 (boto3's name)
+            raise EndpointConnectionError(endpoint_url="http://127.0.0.1:4566/")
+
+    monkeypatch.setattr(tool, "_cloudformation_client", lambda: Unreachable())
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
+
+    exit_code = tool.main(["--stack-name", "callflow-local"])
+
+    captured = capsys.readouterr()
+    assert exit_code == 1
+    assert "No emulator answers at http://127.0.0.1:4566: start it with `make local`." in captured.err
 
 
 def test_cli_missing_output_fails_clearly(
