@@ -128,6 +128,7 @@ def get_health(request: Request, context: Any) -> Response:
             "status": "unhealthy",
             "code": error.code,
             "message": error.message,
+            "requestId": request.request_id,
             "timestamp": timestamp,
         }
         return json_response(503, body, headers=error.headers)
@@ -140,7 +141,8 @@ def _route_not_found(request: Request) -> Response:
             f"No route matches {request.method} {request.path}: use GET /events, "
             "GET /events/{eventId}, GET /calls/{callId}/events or GET /health.",
             code="ROUTE_NOT_FOUND",
-        )
+        ),
+        request.request_id,
     )
 
 

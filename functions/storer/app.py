@@ -18,12 +18,12 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from callflow.errors import ConflictError, StorageUnavailableError
+from callflow.errors import ConflictError, NotFoundError, StorageUnavailableError
 from callflow.events import CallEvent, parse_request_body
 from callflow.http import Request, Response, Router
 from callflow.keys import event_key
 from callflow.observability import bind_request, make_logger, make_metrics, traced_handler
-from callflow.responses import error_handler, json_response
+from callflow.responses import error_handler, error_response, json_response
 from callflow.settings import get_settings
 from callflow.store import (
     STATUS_CONFLICT,
@@ -89,7 +89,7 @@ def post_events(request: Request, context: Any) -> Response:
     _add_outcome_metrics(events, outcomes)
 
     if is_batch:
-        return _batch_response(events, outcomes)
+        return _batch_response(events, outcomes, request.request_id)
     return _single_response(outcomes[0])
 
 
@@ -109,7 +109,9 @@ def _single_response(outcome: PutResult | StorageUnavailableError) -> Response:
 
 
 def _batch_response(
-    events: list[CallEvent], outcomes: list[PutResult | StorageUnavailableError]
+    events: list[CallEvent],
+    outcomes: list[PutResult | StorageUnavailableError],
+    request_id: str | None,
 ) -> Response:
     results: list[dict[str, Any]] = []
     summary = {STATUS_STORED: 0, STATUS_DUPLICATE: 0, STATUS_CONFLICT: 0, STATUS_FAILED: 0}
@@ -146,6 +148,7 @@ def _batch_response(
                 f"{summary[STATUS_FAILED]} of {total} events could not be stored because storage "
                 "is unavailable. Retry the whole batch: stored events come back as duplicates."
             ),
+            "requestId": request_id,
             **body,
         }
         return json_response(503, body, {"Retry-After": retry_after})
@@ -153,6 +156,7 @@ def _batch_response(
         body = {
             "code": ConflictError.code,
             "message": "Every event of the batch is already stored with different content.",
+            "requestId": request_id,
             **body,
         }
         return json_response(409, body)
@@ -236,14 +240,11 @@ def _log_outcome(
 
 
 def _route_not_found(request: Request) -> Response:
-    body = {
-        "code": "ROUTE_NOT_FOUND",
-        "message": (
-            f"No route matches {request.method} {request.path}; "
-            "the storer serves POST /events."
-        ),
-    }
-    return json_response(404, body)
+    error = NotFoundError(
+        f"No route matches {request.method} {request.path}; the storer serves POST /events.",
+        code="ROUTE_NOT_FOUND",
+    )
+    return error_response(error, request.request_id)
 
 
 @metrics.log_metrics

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.integration.conftest import READ, WRITE, Api
 from tests.integration.test_store_and_read import unique_case
+
+
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def assert_error(response, status: int, code: str) -> None:
@@ -13,6 +18,13 @@ def assert_error(response, status: int, code: str) -> None:
     assert response.headers["Content-Type"].startswith("application/json")
     assert response.json()["code"] == code
     assert response.json()["message"]
+    # The id a client quotes. API Gateway sends one id in x-amzn-RequestId and
+    # to the function; MiniStack sends the function another, so the header is
+    # compared only for the authorizer's refusals, which API Gateway writes.
+    request_id = response.json()["requestId"]
+    assert UUID.fullmatch(request_id), request_id
+    if status in (401, 403):
+        assert request_id == response.headers["x-amzn-RequestId"]
 
 
 def test_missing_token_is_401(anonymous):

@@ -242,6 +242,28 @@ def test_get_unknown_event_is_404(retriever):
     assert "evt-unknown" in body["message"]
 
 
+def test_error_body_carries_the_api_request_id(retriever):
+    event = copy.deepcopy(load_fixture("get-event.json"))
+    event["pathParameters"] = {"eventId": "evt-not-stored"}
+
+    status, body, _ = invoke(retriever, event)
+
+    assert status == 404
+    assert body["requestId"] == event["requestContext"]["requestId"]
+
+
+def test_unmatched_route_is_404_with_request_id(retriever):
+    event = copy.deepcopy(load_fixture("get-event.json"))
+    event["resource"] = "/nowhere"
+    event["path"] = "/nowhere"
+
+    status, body, _ = invoke(retriever, event)
+
+    assert status == 404
+    assert body["code"] == "ROUTE_NOT_FOUND"
+    assert body["requestId"] == event["requestContext"]["requestId"]
+
+
 @pytest.mark.parametrize("event_id", ["-starts-with-dash", "has!bang", "x" * 129])
 def test_get_event_with_invalid_id_is_400(retriever, event_id):
     event = with_path("get-event.json", f"/events/{event_id}", {"eventId": event_id})

@@ -60,6 +60,8 @@ ACCESS_LOG_VALUES: dict[str, str | int] = {
     "authorizer.latency": "6",
     "authorizer.status": "200",
     "authorizer.error": "-",
+    "authorizer.requestId": "1d7b4f0e-5a2c-4c8e-9b3f-6e0a2d4c8f10",
+    "integration.requestId": "8a3e6c21-0f4b-4d9a-a7c5-2b1e9f0d3c64",
     "authorizer.principalId": "telephony-platform-eu",
     "error.responseType": "-",
     "error.message": "-",
@@ -71,6 +73,7 @@ UNAUTHORIZED_VALUES: dict[str, str | int] = {
     "responseLength": "77",
     "integrationLatency": "-",
     "integration.status": "-",
+    "integration.requestId": "-",
     "authorizer.status": "401",
     "authorizer.principalId": "-",
     "error.responseType": "UNAUTHORIZED",
@@ -300,6 +303,8 @@ def test_rejected_request_access_log_is_json():
     entry = json.loads(render_access_log(UNAUTHORIZED_VALUES))
 
     assert entry["status"] == 401
+    # The join key to the authorizer's log line, which carries the Lambda request id.
+    assert entry["authorizerRequestId"] == ACCESS_LOG_VALUES["authorizer.requestId"]
     assert entry["integrationLatency"] == "-"
     assert entry["errorResponseType"] == "UNAUTHORIZED"
 

@@ -574,3 +574,12 @@ def test_batch_outcomes_are_counted_as_metrics(storer, s3, logs):
     assert totals["DuplicatesSkipped"] == 1
     assert totals["Conflicts"] == 1
     assert totals["BytesStored"] > 0
+
+
+def test_error_body_carries_the_api_request_id(storer, s3):
+    status, _, body = post(storer, '{"eventType": ', raw=True)
+
+    assert status == 400
+    assert body["code"] == "INVALID_JSON"
+    assert body["requestId"] == load_fixture("post-event.json")["requestContext"]["requestId"]
+    assert all_keys(s3) == []

@@ -491,6 +491,20 @@ def _integration_uris(body: Any) -> list[Any]:
     return found
 
 
+def test_every_gateway_response_is_json_with_the_request_id(prod: dict[str, Any]) -> None:
+    responses = _properties(prod, "CallflowApi")["Body"]["x-amazon-apigateway-gateway-responses"]
+
+    assert len(responses) >= 10
+    for name, response in responses.items():
+        body = response["responseTemplates"]["application/json"]
+        # Fill API Gateway's variables with JSON-safe values, then parse.
+        rendered = re.sub(r"\$context\.error\.messageString", '"a message"', body)
+        rendered = re.sub(r"\$context\.[A-Za-z.]+", "x", rendered)
+        document = json.loads(rendered)
+        assert set(document) >= {"code", "message", "requestId"}, name
+        assert '"requestId": "$context.requestId"' in body, name
+
+
 def test_api_invokes_live_aliases(prod: dict[str, Any]) -> None:
     uris = _integration_uris(_properties(prod, "CallflowApi")["Body"])
 

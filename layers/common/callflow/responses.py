@@ -17,13 +17,19 @@ def json_response(status: int, body: object, headers: dict[str, str] | None = No
     return Response(status, text, JSON_CONTENT_TYPE, dict(headers or {}))
 
 
-def error_response(error: CallflowError) -> Response:
-    """Build the JSON error response for `error`, with its headers such as Retry-After."""
+def error_response(error: CallflowError, request_id: str | None = None) -> Response:
+    """Build the JSON error response for `error`, with its headers such as Retry-After.
+
+    The body carries `request_id` as requestId, so that a client can quote
+    it; API Gateway's error responses carry it too.
+    """
     body: dict[str, Any] = error.to_body()
+    if request_id:
+        body["requestId"] = request_id
     return json_response(error.status, body, error.headers)
 
 
-def logged_error_response(logger: Logger, error: CallflowError) -> Response:
+def logged_error_response(logger: Logger, error: CallflowError, request_id: str | None = None) -> Response:
     """Log a rejected or failed request by code and status, and build its error response.
 
     Only the code is logged because the message and details can repeat
@@ -34,7 +40,7 @@ def logged_error_response(logger: Logger, error: CallflowError) -> Response:
         logger.error("Request failed", extra=fields)
     else:
         logger.warning("Request rejected", extra=fields)
-    return error_response(error)
+    return error_response(error, request_id)
 
 
 def unexpected_error_response(logger: Logger, function: str, request_id: str) -> Response:
@@ -44,7 +50,8 @@ def unexpected_error_response(logger: Logger, function: str, request_id: str) ->
         CallflowError(
             f"The {function} failed unexpectedly. Retrying is safe; if it keeps failing, "
             f"report requestId {request_id}."
-        )
+        ),
+        request_id,
     )
 
 
@@ -53,9 +60,9 @@ def error_handler(logger: Logger, function: str) -> ErrorHandler:
     response, any other exception a logged 500 INTERNAL_ERROR."""
 
     def handle(request: Request, context: Any, error: Exception) -> Response:
-        if isinstance(error, CallflowError):
-            return logged_error_response(logger, error)
         request_id = request.request_id or getattr(context, "aws_request_id", None) or "unknown"
+        if isinstance(error, CallflowError):
+            return logged_error_response(logger, error, request_id)
         return unexpected_error_response(logger, function, request_id)
 
     return handle
