@@ -99,9 +99,16 @@ def _single_response(outcome: PutResult | StorageUnavailableError) -> Response:
 
     if outcome.status == STATUS_CONFLICT:
         raise ConflictError(
-            f"Event {outcome.event_id} is already stored with different content; "
-            "send a new eventId for a new event, or resend the stored content unchanged.",
-            details=[{"eventId": outcome.event_id, "s3Key": outcome.s3_key}],
+            f"Event {outcome.event_id} is already stored with different content "
+            f"({_field_list(outcome)}); send a new eventId for a new event, or resend the "
+            "stored content unchanged.",
+            details=[
+                {
+                    "eventId": outcome.event_id,
+                    "s3Key": outcome.s3_key,
+                    "differingFields": list(outcome.differing_fields),
+                }
+            ],
         )
 
     body = {"eventId": outcome.event_id, "s3Key": outcome.s3_key, "status": outcome.status}
@@ -132,9 +139,10 @@ def _batch_response(
                 result.update(
                     code=ConflictError.code,
                     message=(
-                        f"Event {outcome.event_id} is already stored with different content; "
-                        "send a new eventId for a new event."
+                        f"Event {outcome.event_id} is already stored with different content "
+                        f"({_field_list(outcome)}); send a new eventId for a new event."
                     ),
+                    differingFields=list(outcome.differing_fields),
                 )
         summary[result["status"]] += 1
         results.append(result)
@@ -186,6 +194,12 @@ def _store_within_budget(
         return [error] * len(events)
 
 
+def _field_list(outcome: PutResult) -> str:
+    """Name the differing fields of a conflict for its message."""
+    fields = ", ".join(outcome.differing_fields)
+    return f"differing fields: {fields}" if fields else "the same fields, other bytes"
+
+
 def _time_budget_seconds(context: Any) -> float:
     remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
     total = remaining_ms() / 1000 if callable(remaining_ms) else DEFAULT_TIME_BUDGET_SECONDS
@@ -234,6 +248,8 @@ def _log_outcome(
 
     fields.update(s3Key=outcome.s3_key, status=outcome.status)
     if outcome.status == STATUS_CONFLICT:
+        # Top-level names only: the names inside payload are the producer's own.
+        fields["differingFields"] = sorted({name.split(".", 1)[0] for name in outcome.differing_fields})
         logger.warning(OUTCOME_MESSAGES[STATUS_CONFLICT], extra=fields)
     else:
         logger.info(OUTCOME_MESSAGES[outcome.status], extra=fields)

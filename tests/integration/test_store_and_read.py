@@ -124,6 +124,13 @@ def test_same_id_with_other_content_is_conflict(api, run_id):
     assert response.status_code == 409
     assert response.json()["code"] == "EVENT_CONFLICT"
     assert event["eventId"] in response.json()["message"]
+    original, posted = event.get("payload", {}), changed["payload"]
+    expected = sorted(
+        f"payload.{name}"
+        for name in set(original) | set(posted)
+        if original.get(name) != posted.get(name) or (name in original) != (name in posted)
+    )
+    assert response.json()["details"][0]["differingFields"] == expected
     assert api.get(f"/events/{event['eventId']}").json()["payload"] == event["payload"]
 
 

@@ -159,7 +159,12 @@ def test_conflicting_event_keeps_stored_content(store, s3):
 
     result = store.put_event(changed)
 
-    assert result == PutResult(original.event_id, event_key(original.event_id), "conflict")
+    assert result == PutResult(
+        original.event_id,
+        event_key(original.event_id),
+        "conflict",
+        ("payload.cseq", "timestamp", "timestampOriginal"),
+    )
     body = s3.get_object(Bucket=BUCKET, Key=result.s3_key)["Body"].read()
     assert body == original.to_json_bytes()
 
@@ -620,3 +625,30 @@ def test_make_s3_client_is_cached_with_standard_retries():
     assert client.meta.config.connect_timeout == store_module.S3_CONNECT_TIMEOUT_SECONDS
     assert client.meta.config.read_timeout == store_module.S3_READ_TIMEOUT_SECONDS
     make_s3_client.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("stored", "posted", "expected"),
+    [
+        ({"a": 1, "payload": {"x": 1, "y": 2}}, {"a": 1, "payload": {"x": 1, "y": 3}}, ("payload.y",)),
+        ({"a": 1, "t": "12:00:00Z"}, {"a": 1, "t": "12:00:00.000Z"}, ("t",)),
+        ({"a": 1}, {"a": 1, "source": "pbx"}, ("source",)),
+        ({"a": 1, "payload": {"x": 1}}, {"a": 1, "payload": {}}, ("payload.x",)),
+        ({"a": 1, "payload": {"x": None}}, {"a": 1, "payload": {}}, ("payload.x",)),
+        ({"a": 1, "payload": {"x": 1}}, {"a": 1, "payload": "text"}, ("payload",)),
+        ({"a": 1}, {"a": 1}, ()),
+    ],
+)
+def test_differing_fields_names_what_changed(stored, posted, expected):
+    from callflow.store import differing_fields
+
+    as_bytes = [json.dumps(document, sort_keys=True).encode() for document in (stored, posted)]
+
+    assert differing_fields(*as_bytes) == expected
+
+
+def test_differing_fields_of_bytes_that_are_not_an_object():
+    from callflow.store import differing_fields
+
+    assert differing_fields(b"[1]", b'{"a": 1}') == ("*",)
+    assert differing_fields(b"not json", b'{"a": 1}') == ("*",)

@@ -211,7 +211,14 @@ def test_post_event_with_changed_content_is_conflict(storer, s3):
     assert body["code"] == "EVENT_CONFLICT"
     assert "evt-9c21-002" in body["message"]
     assert "different" in body["message"]
-    assert body["details"] == [{"eventId": "evt-9c21-002", "s3Key": event_key("evt-9c21-002")}]
+    assert "payload.cseq" in body["message"]
+    assert body["details"] == [
+        {
+            "eventId": "evt-9c21-002",
+            "s3Key": event_key("evt-9c21-002"),
+            "differingFields": ["payload.cseq"],
+        }
+    ]
     assert all_keys(s3) == before
 
 

@@ -91,11 +91,17 @@ _Result = TypeVar("_Result")
 
 @dataclass(frozen=True)
 class PutResult:
-    """The outcome of storing one event: status is "stored", "duplicate" or "conflict"."""
+    """The outcome of storing one event: status is "stored", "duplicate" or "conflict".
+
+    A conflict names the fields whose values differ from the stored event's,
+    such as "timestampOriginal" or "payload.codec"; only names, because the
+    values may be personal data another producer sent.
+    """
 
     event_id: str
     s3_key: str
     status: str
+    differing_fields: tuple[str, ...] = ()
 
 
 class _WriteInFlightError(Exception):
@@ -271,8 +277,10 @@ class EventStore:
         if written:
             return _EventObjectWrite(PutResult(event.event_id, key, STATUS_STORED))
         stored = self._read_existing(event.event_id, key)
-        status = STATUS_DUPLICATE if stored == body else STATUS_CONFLICT
-        return _EventObjectWrite(PutResult(event.event_id, key, status), stored_body=stored)
+        if stored == body:
+            return _EventObjectWrite(PutResult(event.event_id, key, STATUS_DUPLICATE), stored_body=stored)
+        result = PutResult(event.event_id, key, STATUS_CONFLICT, differing_fields(stored, body))
+        return _EventObjectWrite(result, stored_body=stored)
 
     def _put_event_object_or_error(
         self, event: CallEvent
@@ -419,6 +427,35 @@ class EventStore:
             for future in futures:
                 future.cancel()
             raise
+
+
+def differing_fields(stored: bytes, posted: bytes) -> tuple[str, ...]:
+    """Return the names of the fields whose values differ between two canonical events.
+
+    Top-level fields are compared, and the fields of an object such as
+    payload one level down ("payload.codec"). Bytes that are not a JSON
+    object differ as a whole, named "*".
+    """
+    try:
+        old, new = json.loads(stored), json.loads(posted)
+    except ValueError:
+        return ("*",)
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return ("*",)
+    names: list[str] = []
+    for name in sorted(set(old) | set(new)):
+        old_value, new_value = old.get(name), new.get(name)
+        if old_value == new_value and (name in old) == (name in new):
+            continue
+        if isinstance(old_value, dict) and isinstance(new_value, dict):
+            names += [
+                f"{name}.{inner}"
+                for inner in sorted(set(old_value) | set(new_value))
+                if old_value.get(inner) != new_value.get(inner) or (inner in old_value) != (inner in new_value)
+            ]
+        else:
+            names.append(name)
+    return tuple(names)
 
 
 def _error_code(error: ClientError) -> str:
