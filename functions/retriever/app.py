@@ -78,6 +78,10 @@ def list_events(request: Request, context: Any) -> Response:
 
     result = _run_query(query)
     body: dict[str, Any] = {"events": result.events, "count": len(result.events)}
+    if result.window is not None:
+        # The range read, which the client may not have given: without
+        # startDate and endDate it is the last 24 hours.
+        body["startDate"], body["endDate"] = result.window
     if result.next_cursor is not None:
         body["nextToken"] = encode_next_token(query, result.next_cursor, _pagination_key())
 

@@ -176,6 +176,10 @@ def test_list_by_range_type_and_call(api, run_id):
     assert response.status_code == 200, response.text
     ids = [event["eventId"] for event in response.json()["events"]]
     assert ids == [f"evt-9c21-002-{run_id}", f"evt-9c21-004-{run_id}"]
+    assert (response.json()["startDate"], response.json()["endDate"]) == (
+        params["startDate"],
+        params["endDate"],
+    )
 
 
 def test_list_pages_with_next_token(api, run_id):

@@ -8,6 +8,7 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any
 
@@ -285,6 +286,8 @@ def test_list_events_fixture_returns_matching_events(retriever):
     assert [event["eventId"] for event in body["events"]] == ["evt-9c21-001", "evt-ee42-001"]
     assert body["count"] == 2
     assert "nextToken" not in body
+    params = load_fixture("list-events.json")["queryStringParameters"]
+    assert (body["startDate"], body["endDate"]) == (params["startDate"], params["endDate"])
 
 
 def test_list_events_pages_with_next_token(retriever, secret_reads):
@@ -381,10 +384,17 @@ def test_list_events_rejects_repeated_parameter(retriever):
 
 def test_list_events_without_dates_reads_last_24_hours(retriever):
     # The sample events are from March 2026, long before the test clock.
+    before = datetime.now(UTC)
     status, body, _ = invoke(retriever, with_query("list-events.json", None))
+    after = datetime.now(UTC)
 
     assert status == 200
-    assert body == {"events": [], "count": 0}
+    assert (body["events"], body["count"]) == ([], 0)
+    # The response says which window it read.
+    start = datetime.fromisoformat(body["startDate"].replace("Z", "+00:00"))
+    end = datetime.fromisoformat(body["endDate"].replace("Z", "+00:00"))
+    assert before - timedelta(seconds=1) <= end <= after
+    assert end - start == timedelta(hours=24)
 
 
 # ---------------------------------------------------------------------------

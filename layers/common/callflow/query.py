@@ -119,13 +119,16 @@ class QueryResult:
     `next_cursor` is None on the last page. `objects_scanned` counts the event
     objects fetched, which equals len(events) unless an index entry pointed at
     a missing event object or at an event that does not match the entry.
-    `list_calls` counts the LIST requests made.
+    `list_calls` counts the LIST requests made. `window` is the date range
+    read, as (startDate, endDate) in the API's format, for GET /events: the
+    one the client gave, or the 24 hours a first page chose.
     """
 
     events: list[dict[str, Any]]
     next_cursor: dict[str, str] | None
     objects_scanned: int
     list_calls: int
+    window: tuple[str, str] | None = None
 
 
 @dataclass
@@ -508,11 +511,15 @@ def run_query(
             next_cursor["start"] = _format_moment(query.start)
             next_cursor["end"] = _format_moment(query.end)
 
+    window = None
+    if query.route == LIST_ROUTE:
+        window = (_format_moment(query.start), _format_moment(query.end))
     return QueryResult(
         events=events,
         next_cursor=next_cursor,
         objects_scanned=len(entries),
         list_calls=list_calls,
+        window=window,
     )
 
 
