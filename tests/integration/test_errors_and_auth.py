@@ -66,6 +66,16 @@ def test_write_token_cannot_read(stack, make_token):
     assert_error(writer.get("/events/evt-anything"), 403, "FORBIDDEN")
 
 
+def test_health_scope_reaches_health_and_nothing_else(stack, make_token, run_id):
+    monitor = Api(stack.base_url, make_token("health:read"))
+    event = unique_case("sip-basic-call.json", run_id)[0]
+
+    assert monitor.get("/health").status_code == 200
+    assert_error(monitor.get("/events"), 403, "FORBIDDEN")
+    assert_error(monitor.get(f"/calls/{event['callId']}/events"), 403, "FORBIDDEN")
+    assert_error(monitor.post_events(event), 403, "FORBIDDEN")
+
+
 def test_cached_read_policy_still_denies_post(stack, make_token, run_id):
     """API Gateway caches the policy per token; GET first, then POST with the same token."""
     reader = Api(stack.base_url, make_token(READ))

@@ -29,6 +29,7 @@ from callflow.auth import (
     JWKS_TIMEOUT_SECONDS,
     LEEWAY_SECONDS,
     MAX_TOKEN_BYTES,
+    SCOPE_HEALTH,
     SCOPE_READ,
     SCOPE_WRITE,
     FailureReason,
@@ -56,7 +57,7 @@ REQUESTS = [
     ("GET", "/events", {SCOPE_READ}),
     ("GET", "/events/evt-0001", {SCOPE_READ}),
     ("GET", "/calls/call-42/events", {SCOPE_READ}),
-    ("GET", "/health", {SCOPE_READ, SCOPE_WRITE}),
+    ("GET", "/health", {SCOPE_READ, SCOPE_WRITE, SCOPE_HEALTH}),
     ("POST", "/events", {SCOPE_WRITE}),
 ]
 
@@ -751,8 +752,8 @@ def principal_with(*scopes: str) -> Principal:
 
 @pytest.mark.parametrize(
     "scopes",
-    [(SCOPE_READ,), (SCOPE_WRITE,), (SCOPE_READ, SCOPE_WRITE)],
-    ids=["read", "write", "read_write"],
+    [(SCOPE_READ,), (SCOPE_WRITE,), (SCOPE_READ, SCOPE_WRITE), (SCOPE_HEALTH,)],
+    ids=["read", "write", "read_write", "health"],
 )
 @pytest.mark.parametrize(("method", "path", "needed"), REQUESTS)
 def test_policy_covers_exactly_scope_routes(
@@ -765,8 +766,8 @@ def test_policy_covers_exactly_scope_routes(
 
 @pytest.mark.parametrize(
     "scopes",
-    [(SCOPE_READ,), (SCOPE_WRITE,), (SCOPE_READ, SCOPE_WRITE), ()],
-    ids=["read", "write", "read_write", "none"],
+    [(SCOPE_READ,), (SCOPE_WRITE,), (SCOPE_READ, SCOPE_WRITE), (SCOPE_HEALTH,), ()],
+    ids=["read", "write", "read_write", "health", "none"],
 )
 @pytest.mark.parametrize(("method", "path", "needed"), REQUESTS)
 def test_route_allowed_agrees_with_policy(
@@ -794,6 +795,14 @@ def test_cached_write_policy_allows_health_after_post() -> None:
 
     assert policy_allows(policy, method_arn("GET", "/health"))
     assert not policy_allows(policy, method_arn("GET", "/events"))
+
+
+def test_health_scope_allows_only_health() -> None:
+    policy = build_policy(principal_with(SCOPE_HEALTH), method_arn("GET", "/health"))
+    statement = policy["policyDocument"]["Statement"][0]
+
+    assert statement["Effect"] == "Allow"
+    assert statement["Resource"] == [f"{STAGE_PREFIX}/GET/health"]
 
 
 def test_policy_does_not_depend_on_requested_route() -> None:

@@ -31,7 +31,9 @@ from callflow.errors import AuthError
 
 SCOPE_READ = "events:read"
 SCOPE_WRITE = "events:write"
-KNOWN_SCOPES = frozenset({SCOPE_READ, SCOPE_WRITE})
+# For uptime checks: /health only, so a monitor's token reads no event.
+SCOPE_HEALTH = "health:read"
+KNOWN_SCOPES = frozenset({SCOPE_READ, SCOPE_WRITE, SCOPE_HEALTH})
 
 TOKEN_TYPE: Literal["Bearer"] = "Bearer"
 MAX_TOKEN_BYTES = 8 * 1024
@@ -60,6 +62,7 @@ SCOPE_ROUTES: dict[str, tuple[tuple[str, str], ...]] = {
         ("POST", "/events"),
         ("GET", "/health"),
     ),
+    SCOPE_HEALTH: (("GET", "/health"),),
 }
 
 _BASE64URL_SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
