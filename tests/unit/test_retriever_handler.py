@@ -6,6 +6,7 @@ import copy
 import io
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -211,7 +212,8 @@ def query_log_records(buffer: io.StringIO) -> list[dict[str, Any]]:
 def test_get_event_returns_stored_json(retriever, stored):
     status, body, headers = invoke(retriever, load_fixture("get-event.json"))
 
-    stored_object = stored.s3_client.get_object(Bucket=BUCKET, Key=event_key("evt-9c21-001"))
+    # The event events/post-event.json stores, so the two fixtures work in turn.
+    stored_object = stored.s3_client.get_object(Bucket=BUCKET, Key=event_key("evt-9c21-002"))
     assert status == 200
     assert headers["content-type"] == "application/json"
     assert body == json.loads(stored_object["Body"].read())
@@ -220,7 +222,7 @@ def test_get_event_returns_stored_json(retriever, stored):
 def test_get_event_body_is_stored_bytes(retriever, stored):
     response = retriever.lambda_handler(load_fixture("get-event.json"), FakeLambdaContext())
 
-    event = next(event for event in stored.all_events if event.event_id == "evt-9c21-001")
+    event = next(event for event in stored.all_events if event.event_id == "evt-9c21-002")
     assert response["body"].encode("utf-8") == event.to_json_bytes()
 
 
@@ -395,6 +397,8 @@ def test_list_events_without_dates_reads_last_24_hours(retriever):
     end = datetime.fromisoformat(body["endDate"].replace("Z", "+00:00"))
     assert before - timedelta(seconds=1) <= end <= after
     assert end - start == timedelta(hours=24)
+    # At most milliseconds, as the API writes timestamps.
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z", body["endDate"])
 
 
 # ---------------------------------------------------------------------------

@@ -272,7 +272,8 @@ def _decode_json_segment(segment: str, name: str) -> dict[str, Any]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise AuthError(
-            FailureReason.TOKEN_MALFORMED, f"The token's {name} is not UTF-8."
+            FailureReason.TOKEN_MALFORMED,
+            f"The token's {name} does not decode to UTF-8 text, so it is not a JWT {name}.",
         ) from error
 
     try:

@@ -178,7 +178,9 @@ def parse_list_query(
 
     relative_range = start is None and end is None
     if start is None and end is None:
+        # Milliseconds, the precision the API writes timestamps with.
         end = now.astimezone(UTC)
+        end = end.replace(microsecond=end.microsecond // 1000 * 1000)
         start = end - DEFAULT_RANGE
     elif start is None and end is not None:
         start = max(end - DEFAULT_RANGE, EARLIEST_QUERY_TIME)
@@ -349,9 +351,18 @@ def _add_clamped(moment: datetime, delta: timedelta) -> datetime:
 
 
 def _format_moment(moment: datetime) -> str:
-    """Format an aware datetime as ISO 8601 UTC with a Z, with microseconds only when present."""
+    """Format an aware datetime as ISO 8601 UTC with a Z, with only the fraction digits it needs.
+
+    Whole seconds get none, whole milliseconds three, anything finer six.
+    """
     utc = moment.astimezone(UTC).replace(tzinfo=None)
-    return utc.isoformat(timespec="microseconds" if utc.microsecond else "seconds") + "Z"
+    if not utc.microsecond:
+        timespec = "seconds"
+    elif utc.microsecond % 1000 == 0:
+        timespec = "milliseconds"
+    else:
+        timespec = "microseconds"
+    return utc.isoformat(timespec=timespec) + "Z"
 
 
 # ---------------------------------------------------------------------------
