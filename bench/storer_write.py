@@ -30,7 +30,6 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import common
