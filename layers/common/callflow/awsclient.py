@@ -160,12 +160,19 @@ class _StreamingBody(io.BytesIO):
     """The Body of a get_object result: already read, so the connection is free."""
 
 
-def _use_boto3(environ: Mapping[str, str]) -> bool:
-    return environ.get(CLIENT_VARIABLE, "").strip().lower() == "boto3" or aws_call_tracing_enabled()
+def _signing_settings(environ: Mapping[str, str]) -> tuple[Credentials, str] | None:
+    """Return the credentials and region to sign with, or None when the caller must use boto3.
 
-
-def _region(environ: Mapping[str, str]) -> str | None:
-    return environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None
+    boto3 is used when CALLFLOW_AWS_CLIENT is "boto3", when AWS calls are
+    traced, and when the environment lacks credentials or a region.
+    """
+    if environ.get(CLIENT_VARIABLE, "").strip().lower() == "boto3" or aws_call_tracing_enabled():
+        return None
+    credentials = Credentials.from_environment(environ)
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+    if credentials is None or not region:
+        return None
+    return credentials, region
 
 
 class _AwsHttpClient:
@@ -252,7 +259,10 @@ class _AwsHttpClient:
         self, method: str, path: str, query_string: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
         host = headers["host"]
-        pool = self._pools.setdefault(host, queue.LifoQueue())
+        pool = self._pools.get(host)
+        if pool is None:
+            # setdefault keeps one pool when two threads get here first.
+            pool = self._pools.setdefault(host, queue.LifoQueue())
         connection = _take_open_connection(pool) or self._connect(host)
 
         target = path if not query_string else f"{path}?{query_string}"
@@ -347,10 +357,10 @@ class S3Client(_AwsHttpClient):
         environ: Mapping[str, str] = os.environ,
     ) -> S3Client | None:
         """Return a client for the environment's credentials, region and endpoint, or None to use boto3."""
-        credentials = Credentials.from_environment(environ)
-        region = _region(environ)
-        if _use_boto3(environ) or credentials is None or region is None:
+        settings = _signing_settings(environ)
+        if settings is None:
             return None
+        credentials, region = settings
         return cls(
             region=region,
             credentials=credentials,
@@ -475,10 +485,10 @@ class SecretsManagerClient(_AwsHttpClient):
         environ: Mapping[str, str] = os.environ,
     ) -> SecretsManagerClient | None:
         """Return a client for the environment's credentials, region and endpoint, or None to use boto3."""
-        credentials = Credentials.from_environment(environ)
-        region = _region(environ)
-        if _use_boto3(environ) or credentials is None or region is None:
+        settings = _signing_settings(environ)
+        if settings is None:
             return None
+        credentials, region = settings
         return cls(
             service=SECRETS_MANAGER_SERVICE,
             region=region,

@@ -27,6 +27,7 @@ import re
 import sys
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from callflow.errors import PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError
@@ -122,6 +123,11 @@ class CallEvent:
 
     def to_json_bytes(self) -> bytes:
         """Return the canonical JSON of to_dict(): the bytes stored in S3."""
+        return self._json_bytes
+
+    @cached_property
+    def _json_bytes(self) -> bytes:
+        # Computed once: the storer writes, logs and counts these bytes.
         return canonical_json_bytes(self.to_dict())
 
 

@@ -92,10 +92,13 @@ ErrorHandler = Callable[[Request, Any, Exception], Response]
 
 @dataclass(frozen=True)
 class Route:
+    """A registered route: its method, template, handler, path pattern and parameter names."""
+
     method: str
     template: str
     handler: Handler
     pattern: re.Pattern[str]
+    parameter_names: tuple[str, ...]
 
 
 def _template_pattern(template: str) -> re.Pattern[str]:
@@ -121,7 +124,14 @@ class Router:
 
     def route(self, method: str, template: str) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
-            self._routes.append(Route(method.upper(), template, handler, _template_pattern(template)))
+            route = Route(
+                method.upper(),
+                template,
+                handler,
+                _template_pattern(template),
+                tuple(PATH_PARAMETER.findall(template)),
+            )
+            self._routes.append(route)
             return handler
 
         return register
@@ -139,8 +149,7 @@ class Router:
                 continue
             if request.resource is not None:
                 if route.template == request.resource:
-                    names = PATH_PARAMETER.findall(route.template)
-                    parameters = {name: request.path_parameters.get(name, "") for name in names}
+                    parameters = {name: request.path_parameters.get(name, "") for name in route.parameter_names}
                     return route.handler, parameters
                 continue
             found = route.pattern.match(request.path)
