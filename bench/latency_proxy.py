@@ -34,7 +34,10 @@ class LatencyProxy:
 
     def __init__(self, target_host: str, target_port: int, *, delay: float) -> None:
         if target_host != LOOPBACK:
-            raise ValueError(f"the proxy forwards to {LOOPBACK} only, not {target_host!r}")
+            raise ValueError(
+                f"Invalid target host {target_host!r}: the proxy forwards only to {LOOPBACK}, "
+                "so run the emulator on loopback."
+            )
         self.target = (target_host, target_port)
         self.delay = delay
         self._listener = socket.create_server((LOOPBACK, 0))

@@ -66,7 +66,7 @@ def test_write_token_cannot_read(stack, make_token):
     assert_error(writer.get("/events/evt-anything"), 403, "FORBIDDEN")
 
 
-def test_health_scope_reaches_health_and_nothing_else(stack, make_token, run_id):
+def test_health_scope_reaches_only_health(stack, make_token, run_id):
     monitor = Api(stack.base_url, make_token("health:read"))
     event = unique_case("sip-basic-call.json", run_id)[0]
 

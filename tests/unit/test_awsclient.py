@@ -980,7 +980,7 @@ def test_from_environment_treats_empty_values_as_missing() -> None:
     assert client_from(LAMBDA_ENVIRONMENT | {"AWS_REGION": ""}) is None
 
 
-def test_store_uses_the_layer_client_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_store_defaults_to_layer_client(monkeypatch: pytest.MonkeyPatch) -> None:
     from callflow.store import make_s3_client
 
     monkeypatch.delenv("CALLFLOW_AWS_CLIENT", raising=False)
@@ -1038,7 +1038,7 @@ def test_get_secret_value_matches_boto3(moto_url: str, boto3_secrets: Any) -> No
     assert ours["ResponseMetadata"]["HTTPStatusCode"] == 200
 
 
-def test_missing_secret_raises_the_client_error_boto3_raises(moto_url: str, boto3_secrets: Any) -> None:
+def test_missing_secret_error_matches_boto3(moto_url: str, boto3_secrets: Any) -> None:
     missing = f"callflow/test/missing-{uuid.uuid4().hex}"
 
     ours = client_error_of(lambda: secrets_client(moto_url).get_secret_value(SecretId=missing))
@@ -1059,7 +1059,7 @@ def test_missing_secret_raises_the_client_error_boto3_raises(moto_url: str, boto
         (b"", {}, "500"),
     ],
 )
-def test_json_error_codes_are_parsed_as_botocore_does(body: bytes, headers: dict[str, str], code: str) -> None:
+def test_json_error_codes_match_botocore(body: bytes, headers: dict[str, str], code: str) -> None:
     from callflow.awsclient import _json_client_error
 
     error = _json_client_error("GetSecretValue", 500, headers, body)
@@ -1067,7 +1067,7 @@ def test_json_error_codes_are_parsed_as_botocore_does(body: bytes, headers: dict
     assert error.response["Error"]["Code"] == code
 
 
-def test_secrets_manager_endpoint_defaults_to_the_regional_host() -> None:
+def test_secrets_endpoint_defaults_to_region() -> None:
     endpoint = Endpoint.resolve("eu-west-1", {}, service="secretsmanager")
     assert (endpoint.scheme, endpoint.host) == ("https", "secretsmanager.eu-west-1.amazonaws.com")
     assert Endpoint.resolve("cn-north-1", {}, service="secretsmanager").host == (
@@ -1108,7 +1108,7 @@ def test_secrets_manager_signature_matches_botocore(monkeypatch: pytest.MonkeyPa
     assert ours["authorization"] == request.headers["Authorization"]
 
 
-def test_callflow_secrets_reads_through_the_layer_client(
+def test_secrets_read_through_layer_client(
     moto_url: str, boto3_secrets: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from callflow import secrets as callflow_secrets

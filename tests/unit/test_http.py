@@ -80,7 +80,7 @@ def test_resource_wins_over_path() -> None:
     assert calls == [("event", {"eventId": "a/b"})]
 
 
-def test_event_without_resource_is_routed_by_its_path() -> None:
+def test_event_without_resource_routes_by_path() -> None:
     calls: list[tuple[str, dict[str, str]]] = []
     event = {"httpMethod": "GET", "path": "/events/evt-1"}
     make_router(calls).resolve(event, None, not_found=not_found, on_error=on_error)
@@ -103,7 +103,7 @@ def test_unmatched_request_goes_to_not_found(event: dict[str, Any]) -> None:
     assert calls == []
 
 
-def test_handler_exception_goes_to_on_error_with_headers() -> None:
+def test_handler_exception_goes_to_on_error() -> None:
     calls: list[tuple[str, dict[str, str]]] = []
     event = {"httpMethod": "POST", "resource": "/events", "path": "/events"}
     response = make_router(calls).resolve(event, None, not_found=not_found, on_error=on_error)
@@ -130,7 +130,7 @@ print(wrapped is handler, "aws_xray_sdk" in sys.modules)
     ("value", "expected"),
     [("false", "True False"), ("", "True False"), ("true", "False True")],
 )
-def test_tracer_loads_the_xray_sdk_only_when_enabled(value: str, expected: str) -> None:
+def test_tracer_imports_xray_only_when_enabled(value: str, expected: str) -> None:
     environment = {
         "PYTHONPATH": str(ROOT / "layers" / "common"),
         "CALLFLOW_TRACE_AWS_CALLS": value,

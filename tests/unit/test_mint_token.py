@@ -201,7 +201,7 @@ def test_cli_missing_stack_fails_clearly(
     assert "sam deploy --stack-name callflow-missing" in captured.err
 
 
-def test_cli_without_an_emulator_says_to_start_it(
+def test_cli_without_emulator_suggests_starting_it(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     class Unreachable:

@@ -245,7 +245,7 @@ def test_get_unknown_event_is_404(retriever):
     assert "evt-unknown" in body["message"]
 
 
-def test_error_body_carries_the_api_request_id(retriever):
+def test_error_body_carries_request_id(retriever):
     event = copy.deepcopy(load_fixture("get-event.json"))
     event["pathParameters"] = {"eventId": "evt-not-stored"}
 
@@ -392,7 +392,7 @@ def test_list_events_without_dates_reads_last_24_hours(retriever):
 
     assert status == 200
     assert (body["events"], body["count"]) == ([], 0)
-    # The response says which window it read.
+    # The response gives the window it read.
     start = datetime.fromisoformat(body["startDate"].replace("Z", "+00:00"))
     end = datetime.fromisoformat(body["endDate"].replace("Z", "+00:00"))
     assert before - timedelta(seconds=1) <= end <= after

@@ -647,7 +647,7 @@ def test_differing_fields_names_what_changed(stored, posted, expected):
     assert differing_fields(*as_bytes) == expected
 
 
-def test_differing_fields_of_bytes_that_are_not_an_object():
+def test_differing_fields_of_non_objects():
     from callflow.store import differing_fields
 
     assert differing_fields(b"[1]", b'{"a": 1}') == ("*",)

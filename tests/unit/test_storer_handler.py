@@ -583,7 +583,7 @@ def test_batch_outcomes_are_counted_as_metrics(storer, s3, logs):
     assert totals["BytesStored"] > 0
 
 
-def test_error_body_carries_the_api_request_id(storer, s3):
+def test_error_body_carries_request_id(storer, s3):
     status, _, body = post(storer, '{"eventType": ', raw=True)
 
     assert status == 400

@@ -491,7 +491,7 @@ def _integration_uris(body: Any) -> list[Any]:
     return found
 
 
-def test_every_gateway_response_is_json_with_the_request_id(prod: dict[str, Any]) -> None:
+def test_gateway_responses_carry_request_id(prod: dict[str, Any]) -> None:
     responses = _properties(prod, "CallflowApi")["Body"]["x-amazon-apigateway-gateway-responses"]
 
     assert len(responses) >= 10

@@ -137,7 +137,10 @@ class Endpoint:
         if url:
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"the {service} endpoint URL {url!r} is not an http(s) URL")
+                raise ValueError(
+                    f"The {service} endpoint URL {url!r} is not an http(s) URL: set {variable} "
+                    "or AWS_ENDPOINT_URL to an http:// or https:// URL, or unset both."
+                )
             return cls(parts.scheme, parts.hostname, parts.port, True, parts.path.rstrip("/"))
         suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
         return cls("https", f"{host_prefix}.{region}.{suffix}", None, False)
@@ -538,10 +541,10 @@ def _take_open_connection(
 
 
 def _is_dropped(connection: http.client.HTTPConnection) -> bool:
-    """Tell whether an idle connection was closed by the server.
+    """Return whether the server closed an idle connection.
 
     An idle keep-alive socket is readable only when the server closed it or
-    sent bytes that no request asked for: the connection is unusable either way.
+    sent bytes that no request expected, and either way it is unusable.
     """
     sock = connection.sock
     if sock is None:

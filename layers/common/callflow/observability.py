@@ -76,7 +76,7 @@ def bind_request(logger: Logger, event: dict[str, Any], context: Any) -> None:
 
 
 def aws_call_tracing_enabled() -> bool:
-    """Return True when CALLFLOW_TRACE_AWS_CALLS is "true": an X-Ray subsegment per AWS call."""
+    """Return whether CALLFLOW_TRACE_AWS_CALLS is "true", which records an X-Ray subsegment per AWS call."""
     return os.environ.get(TRACE_AWS_CALLS_VARIABLE, "false").strip().lower() == "true"
 
 

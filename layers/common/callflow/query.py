@@ -700,9 +700,10 @@ def _fetch_events(
     entries from the time index. The storer writes an event object and its
     index entries concurrently, so an entry can be stale. Its event object may
     be missing because the write failed and the client has not retried yet,
-    or because the object was deleted after it was indexed. The entry may also have been written by a post that conflicted with the
-    stored event, when the storer failed to delete that entry. This function
-    skips both kinds and logs a warning with the entry's key.
+    or because the object was deleted after it was indexed. The entry may
+    also come from a post that conflicted with the stored event, when the
+    storer failed to delete it. This function skips both kinds and logs a
+    warning with the entry's key.
     """
     bodies = store.get_events_bytes([entry.event_id for entry in entries])
 

@@ -94,8 +94,8 @@ class PutResult:
     """The outcome of storing one event: status is "stored", "duplicate" or "conflict".
 
     A conflict names the fields whose values differ from the stored event's,
-    such as "timestampOriginal" or "payload.codec"; only names, because the
-    values may be personal data another producer sent.
+    such as "timestampOriginal" or "payload.codec". It names them without
+    their values, because the values may be personal data another producer sent.
     """
 
     event_id: str
