@@ -410,6 +410,39 @@ def test_put_if_none_match_rejects_existing_key(
     assert boto3_s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"first"
 
 
+def test_put_objects_stores_each_object(s3client: S3Client, boto3_s3: Any, bucket: str) -> None:
+    puts = [
+        {"Key": key, "Body": f"body of {key}".encode(), "ContentType": "application/json",
+         "Metadata": {"content-sha256": "abc"}}
+        for key in ODD_KEYS[:4]
+    ]
+
+    results = s3client.put_objects(Bucket=bucket, Puts=puts)
+
+    assert [status_of(result) for result in results] == [200] * 4
+    for put in puts:
+        stored = boto3_s3.get_object(Bucket=bucket, Key=put["Key"])
+        assert stored["Body"].read() == put["Body"]
+        assert stored["ContentType"] == "application/json"
+        assert stored["Metadata"] == {"content-sha256": "abc"}
+
+
+def test_put_objects_returns_each_error_in_its_place(
+    s3client: S3Client, boto3_s3: Any, bucket: str
+) -> None:
+    boto3_s3.put_object(Bucket=bucket, Key="b", Body=b"already there")
+    puts = [{"Key": key, "Body": key.encode(), "IfNoneMatch": "*"} for key in ("a", "b", "c")]
+
+    first, second, third = s3client.put_objects(Bucket=bucket, Puts=puts)
+
+    assert status_of(first) == 200 and status_of(third) == 200
+    assert isinstance(second, ClientError)
+    assert second.response["Error"]["Code"] == "PreconditionFailed"
+    assert second.operation_name == "PutObject"
+    assert boto3_s3.get_object(Bucket=bucket, Key="b")["Body"].read() == b"already there"
+    assert boto3_s3.get_object(Bucket=bucket, Key="c")["Body"].read() == b"c"
+
+
 # -- SigV4 parity with botocore --------------------------------------------------
 
 SIGNING_TIME = datetime.datetime(2024, 5, 17, 23, 59, 58, tzinfo=datetime.UTC)
@@ -656,6 +689,8 @@ class ScriptedServer(ThreadingHTTPServer):
         self.closed = 0
         self.released = threading.Event()
         self.lock = threading.Lock()
+        # When set, no request gets its reply before this many requests arrived.
+        self.barrier: threading.Barrier | None = None
 
     @property
     def url(self) -> str:
@@ -688,6 +723,12 @@ class ScriptedHandler(BaseHTTPRequestHandler):
     def respond(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         step = self.server.next_step(self.requestline)
+        if self.server.barrier is not None:
+            try:
+                self.server.barrier.wait()
+            except threading.BrokenBarrierError:
+                self.close_connection = True
+                return
         if step.stall:
             self.server.released.wait(10)
             self.close_connection = True
@@ -844,6 +885,86 @@ def test_sequential_requests_reuse_one_connection(scripted_server: StartServer) 
     assert bodies == [f"body {index}".encode() for index in range(5)]
     assert len(server.requests) == 5
     assert server.accepted == 1
+
+
+def test_put_objects_sends_every_request_before_reading_a_reply(
+    scripted_server: StartServer,
+) -> None:
+    server = scripted_server([Step(200)] * 3)
+    # The server replies to none of the three until all three have arrived, so
+    # a client that waits for each reply before the next request times out.
+    server.barrier = threading.Barrier(3, timeout=2)
+    client = make_client(server.url)
+
+    results = client.put_objects(
+        Bucket="callflow-events", Puts=[{"Key": key, "Body": b"x"} for key in ("a", "b", "c")]
+    )
+
+    assert [status_of(result) for result in results] == [200] * 3
+    assert sorted(server.requests) == [f"PUT /callflow-events/{key} HTTP/1.1" for key in ("a", "b", "c")]
+    assert server.accepted == 3
+
+
+def test_put_objects_retries_throttled_puts_together(scripted_server: StartServer) -> None:
+    server = scripted_server([Step(503, s3_error("SlowDown"))] * 2 + [Step(200)] * 2)
+    client = make_client(server.url, max_attempts=3)
+
+    results = client.put_objects(
+        Bucket="callflow-events", Puts=[{"Key": key, "Body": b"x"} for key in ("a", "b")]
+    )
+
+    assert [status_of(result) for result in results] == [200, 200]
+    assert len(server.requests) == 4
+
+
+def test_put_objects_gives_each_put_its_own_attempts(scripted_server: StartServer) -> None:
+    server = scripted_server([Step(500, s3_error("InternalError"))] * 4)
+    client = make_client(server.url, max_attempts=2)
+
+    results = client.put_objects(
+        Bucket="callflow-events", Puts=[{"Key": key, "Body": b"x"} for key in ("a", "b")]
+    )
+
+    assert all(isinstance(result, ClientError) for result in results)
+    assert [result.response["Error"]["Code"] for result in results] == ["InternalError"] * 2
+    assert len(server.requests) == 4
+
+
+def test_put_objects_does_not_retry_precondition_failed(scripted_server: StartServer) -> None:
+    server = scripted_server([Step(412, s3_error("PreconditionFailed"))] * 2 + [Step(200)] * 2)
+    client = make_client(server.url, max_attempts=3)
+
+    results = client.put_objects(
+        Bucket="callflow-events",
+        Puts=[{"Key": key, "Body": b"x", "IfNoneMatch": "*"} for key in ("a", "b")],
+    )
+
+    assert [result.response["Error"]["Code"] for result in results] == ["PreconditionFailed"] * 2
+    assert len(server.requests) == 2
+
+
+def test_put_objects_returns_connection_failures(scripted_server: StartServer) -> None:
+    server = scripted_server([Step(drop=True)] * 2)
+    client = make_client(server.url, max_attempts=1)
+
+    results = client.put_objects(
+        Bucket="callflow-events", Puts=[{"Key": key, "Body": b"x"} for key in ("a", "b")]
+    )
+
+    assert [type(result) for result in results] == [ConnectionClosedError] * 2
+
+
+def test_put_objects_reuses_its_connections(scripted_server: StartServer) -> None:
+    server = scripted_server([Step(200)] * 6)
+    client = make_client(server.url)
+    puts = [{"Key": key, "Body": b"x"} for key in ("a", "b", "c")]
+
+    client.put_objects(Bucket="callflow-events", Puts=puts)
+    client.put_objects(Bucket="callflow-events", Puts=puts)
+
+    assert len(server.requests) == 6
+    assert server.accepted == 3
+    assert client.connections_opened == 3
 
 
 # -- Endpoint.resolve ------------------------------------------------------------

@@ -6,8 +6,9 @@ waits for it. This module makes the calls the handlers need, with the same
 arguments and results as boto3's clients and botocore's exception classes,
 so the code that calls them works the same with either:
 
-- S3Client: the seven S3 calls EventStore makes (put_object, get_object,
-  list_objects_v2, head_object, head_bucket, delete_object).
+- S3Client: the S3 calls EventStore makes (put_object, get_object,
+  list_objects_v2, head_object, head_bucket, delete_object), and put_objects,
+  which sends several puts at once from one thread.
 - SecretsManagerClient: get_secret_value, for callflow.secrets.
 
 What they do, as botocore does it:
@@ -51,10 +52,10 @@ import select
 import ssl
 import time
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import quote, urlsplit
 
 from callflow.observability import aws_call_tracing_enabled
@@ -163,6 +164,50 @@ class _StreamingBody(io.BytesIO):
     """The Body of a get_object result: already read, so the connection is free."""
 
 
+@dataclass(frozen=True)
+class _Request:
+    """One request to send, before signing: the same for every attempt."""
+
+    operation: str
+    method: str
+    host: str
+    path: str
+    body: bytes
+    headers: dict[str, str]
+    query_string: str
+    parse_error: Callable[[str, int, Mapping[str, str], bytes], ClientError]
+
+
+@dataclass(frozen=True)
+class _InFlight:
+    """A request sent on a connection whose response has not been read yet."""
+
+    connection: http.client.HTTPConnection
+    pool: queue.LifoQueue[http.client.HTTPConnection]
+    url: str
+
+
+# What one request came to: (status, lower-case headers, body) for a success,
+# or the ClientError or connection error that the call raises.
+_Outcome = tuple[int, dict[str, str], bytes] | Exception
+_CONNECTION_FAILURES = (
+    ConnectionClosedError,
+    ReadTimeoutError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+)
+
+
+def _is_retryable(outcome: _Outcome) -> bool:
+    """Return whether standard-mode retries send this request again."""
+    if isinstance(outcome, _CONNECTION_FAILURES):
+        return True
+    if isinstance(outcome, ClientError):
+        status = outcome.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return status in RETRY_STATUSES or outcome.response["Error"]["Code"] in RETRY_CODES
+    return False
+
+
 def _signing_settings(environ: Mapping[str, str]) -> tuple[Credentials, str] | None:
     """Return the credentials and region to sign with, or None when the caller must use boto3.
 
@@ -226,69 +271,122 @@ class _AwsHttpClient:
         Raises the ClientError `parse_error` builds for an error response, and
         botocore's connection errors when no attempt got a response.
         """
-        query_string = canonical_query_string(query or {})
+        request = _Request(operation, method, host, path, body, dict(headers or {}),
+                           canonical_query_string(query or {}), parse_error)
+        outcome = self._call_together([request])[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def _call_together(self, requests: Sequence[_Request]) -> list[_Outcome]:
+        """Send requests at once from this thread, with retries; return each one's response or error.
+
+        Every request of an attempt goes out on its own connection before any
+        response is read, so their round trips overlap without threads. The
+        requests that failed in a retryable way are sent again together after
+        one backoff, up to `max_attempts` attempts in all. The outcome of a
+        request is what _call would return, or the exception it would raise.
+        """
+        outcomes: list[_Outcome | None] = [None] * len(requests)
+        pending = list(range(len(requests)))
         for attempt in range(self.max_attempts):
+            if attempt:
+                self._back_off(attempt - 1)
+            retry: list[int] = []
+            attempted = self._attempt_together([requests[i] for i in pending])
+            for index, outcome in zip(pending, attempted, strict=True):
+                if _is_retryable(outcome) and attempt + 1 < self.max_attempts:
+                    retry.append(index)
+                else:
+                    outcomes[index] = outcome
+            pending = retry
+            if not pending:
+                break
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def _attempt_together(self, requests: Sequence[_Request]) -> list[_Outcome]:
+        """Make one attempt of each request: send them all, then read every response in turn."""
+        now = datetime.now(UTC)
+        started: list[_InFlight | Exception] = []
+        for request in requests:
             signed = sign_request(
-                method,
-                host,
-                path,
-                query_string,
-                dict(headers or {}),
-                body,
+                request.method,
+                request.host,
+                request.path,
+                request.query_string,
+                dict(request.headers),
+                request.body,
                 credentials=self.credentials,
                 region=self.region,
-                now=datetime.now(UTC),
+                now=now,
                 service=self.service,
             )
             try:
-                status, response_headers, response_body = self._send(method, path, query_string, signed, body)
-            except (ConnectionClosedError, ReadTimeoutError, ConnectTimeoutError, EndpointConnectionError):
-                if attempt + 1 >= self.max_attempts:
-                    raise
-                self._back_off(attempt)
-                continue
+                started.append(self._start(request, signed))
+            except _CONNECTION_FAILURES as error:
+                started.append(error)
 
+        outcomes: list[_Outcome] = []
+        for request, in_flight in zip(requests, started, strict=True):
+            if isinstance(in_flight, Exception):
+                outcomes.append(in_flight)
+                continue
+            try:
+                status, response_headers, response_body = self._finish(in_flight)
+            except (ConnectionClosedError, ReadTimeoutError) as error:
+                outcomes.append(error)
+                continue
             if status < 300:
-                return status, response_headers, response_body
-            error = parse_error(operation, status, response_headers, response_body)
-            code = error.response["Error"]["Code"]
-            if (status in RETRY_STATUSES or code in RETRY_CODES) and attempt + 1 < self.max_attempts:
-                self._back_off(attempt)
-                continue
-            raise error
-        raise AssertionError("unreachable: the last attempt returns or raises")
+                outcomes.append((status, response_headers, response_body))
+            else:
+                error = request.parse_error(request.operation, status, response_headers, response_body)
+                outcomes.append(error)
+        return outcomes
 
-    def _send(
-        self, method: str, path: str, query_string: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, dict[str, str], bytes]:
-        host = headers["host"]
+    def _start(self, request: _Request, headers: dict[str, str]) -> _InFlight:
+        """Send a signed request on an idle or new connection, without reading the response."""
+        host = request.host
         pool = self._pools.get(host)
         if pool is None:
             # setdefault keeps one pool when two threads get here first.
             pool = self._pools.setdefault(host, queue.LifoQueue())
         connection = _take_open_connection(pool) or self._connect(host)
+        in_flight = _InFlight(connection, pool, self._url(host, request.path))
 
-        target = path if not query_string else f"{path}?{query_string}"
+        target = request.path if not request.query_string else f"{request.path}?{request.query_string}"
+        body = request.body if request.method in ("PUT", "POST") else None
         try:
-            connection.request(method, target, body=body if method in ("PUT", "POST") else None, headers=headers)
+            connection.request(request.method, target, body=body, headers=headers)
+        except (http.client.HTTPException, OSError) as error:
+            self._drop(in_flight, error)
+        return in_flight
+
+    def _finish(self, in_flight: _InFlight) -> tuple[int, dict[str, str], bytes]:
+        """Read the response to a request _start sent, and give its connection back to the pool."""
+        connection = in_flight.connection
+        try:
             response = connection.getresponse()
             response_body = response.read()
-        except TimeoutError as error:
-            connection.close()
-            raise ReadTimeoutError(endpoint_url=self._url(host, path), error=error) from error
         except (http.client.HTTPException, OSError) as error:
-            # The connection was open, so the server reset or closed it before
-            # a whole response arrived: botocore raises ConnectionClosedError
-            # for this (urllib3's ProtocolError), and retries it.
-            connection.close()
-            raise ConnectionClosedError(endpoint_url=self._url(host, path)) from error
+            self._drop(in_flight, error)
 
-        if response.will_close or pool.qsize() >= self._max_pool_connections:
+        if response.will_close or in_flight.pool.qsize() >= self._max_pool_connections:
             connection.close()
         else:
-            pool.put(connection)
+            in_flight.pool.put(connection)
         response_headers = {name.lower(): value for name, value in response.getheaders()}
         return response.status, response_headers, response_body
+
+    @staticmethod
+    def _drop(in_flight: _InFlight, error: BaseException) -> NoReturn:
+        """Close the connection of a request that failed on it, and raise botocore's error for the failure."""
+        in_flight.connection.close()
+        if isinstance(error, TimeoutError):
+            raise ReadTimeoutError(endpoint_url=in_flight.url, error=error) from error
+        # The connection was open, so the server reset or closed it before a
+        # whole response arrived: botocore raises ConnectionClosedError for
+        # this (urllib3's ProtocolError), and retries it.
+        raise ConnectionClosedError(endpoint_url=in_flight.url) from error
 
     def _connect(self, host: str) -> http.client.HTTPConnection:
         # The Host header of a virtual-hosted request names the bucket; the
@@ -386,15 +484,52 @@ class S3Client(_AwsHttpClient):
         ContentType: str | None = None,  # noqa: N803
         Metadata: Mapping[str, str] | None = None,  # noqa: N803
     ) -> dict[str, Any]:
-        headers: dict[str, str] = {}
-        if IfNoneMatch is not None:
-            headers["if-none-match"] = IfNoneMatch
-        if ContentType is not None:
-            headers["content-type"] = ContentType
-        for name, value in (Metadata or {}).items():
-            headers[f"x-amz-meta-{name.lower()}"] = value
-        status, response_headers, _ = self._request("PutObject", "PUT", Bucket, Key, body=Body, headers=headers)
-        return {"ETag": response_headers.get("etag"), "ResponseMetadata": {"HTTPStatusCode": status}}
+        outcome = self.put_objects(
+            Bucket=Bucket,
+            Puts=[{"Key": Key, "Body": Body, "IfNoneMatch": IfNoneMatch, "ContentType": ContentType,
+                   "Metadata": Metadata}],
+        )[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def put_objects(
+        self,
+        *,
+        Bucket: str,  # noqa: N803
+        Puts: Sequence[Mapping[str, Any]],  # noqa: N803
+    ) -> list[dict[str, Any] | Exception]:
+        """Put several objects at once from the calling thread; boto3 has no such call.
+
+        Each item of `Puts` holds put_object's arguments but Bucket. All
+        requests are sent, each on its own connection, before any response
+        is read, so their round trips overlap as on threads, without the
+        threads' hand-offs. Returns, in order, what put_object would return
+        for each, or the exception it would raise. Retries are put_object's.
+        """
+        requests = []
+        for put in Puts:
+            headers: dict[str, str] = {}
+            if put.get("IfNoneMatch") is not None:
+                headers["if-none-match"] = put["IfNoneMatch"]
+            if put.get("ContentType") is not None:
+                headers["content-type"] = put["ContentType"]
+            for name, value in (put.get("Metadata") or {}).items():
+                headers[f"x-amz-meta-{name.lower()}"] = value
+            host, path = self.endpoint.locate(Bucket, put["Key"])
+            requests.append(
+                _Request("PutObject", "PUT", host, path, put["Body"], headers, "", _s3_client_error)
+            )
+        results: list[dict[str, Any] | Exception] = []
+        for outcome in self._call_together(requests):
+            if isinstance(outcome, Exception):
+                results.append(outcome)
+            else:
+                status, response_headers, _ = outcome
+                results.append(
+                    {"ETag": response_headers.get("etag"), "ResponseMetadata": {"HTTPStatusCode": status}}
+                )
+        return results
 
     def get_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803
         status, headers, body = self._request("GetObject", "GET", Bucket, Key)
