@@ -37,12 +37,49 @@ def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(store_module, "CONDITIONAL_CONFLICT_DELAY_SECONDS", 0)
 
 
+def put_each(client: Any, *, Bucket: str, Puts: list[dict[str, Any]]) -> list[Any]:  # noqa: N803
+    """put_objects of the layer's S3 client, made of `client`'s put_object calls.
+
+    Like the real one it returns each put's result, or the S3 failure it
+    raised, in order. The puts run one after another, which the store cannot tell.
+    """
+    results: list[Any] = []
+    for put in Puts:
+        try:
+            results.append(client.put_object(Bucket=Bucket, **put))
+        except store_module.S3_FAILURES as error:
+            results.append(error)
+    return results
+
+
+class SendingTogether:
+    """A boto3 S3 client with the layer client's put_objects; records the keys of each call."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.sent_together: list[list[str]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def put_objects(self, **kwargs: Any) -> list[Any]:
+        self.sent_together.append([put["Key"] for put in kwargs["Puts"]])
+        return put_each(self, **kwargs)
+
+
 @pytest.fixture
-def s3() -> Iterator[Any]:
+def plain_s3() -> Iterator[Any]:
     with mock_aws():
         client = boto3.client("s3", region_name="us-east-1")
         client.create_bucket(Bucket=BUCKET)
         yield client
+
+
+@pytest.fixture(params=["boto3", "put_objects"])
+def s3(request: pytest.FixtureRequest, plain_s3: Any) -> Any:
+    """The S3 client under test: boto3's, whose writes the store makes on its pool, or one with
+    put_objects, like the layer's, which the store sends up to 30 writes to at once."""
+    return plain_s3 if request.param == "boto3" else SendingTogether(plain_s3)
 
 
 @pytest.fixture
@@ -63,6 +100,10 @@ class InterceptingClient:
         self.put_keys: list[str] = []
 
     def __getattr__(self, name: str) -> Any:
+        if name == "put_objects":
+            # Only when the wrapped client has it; each put then passes through put_object below.
+            getattr(self._client, name)
+            return lambda **kwargs: put_each(self, **kwargs)
         return getattr(self._client, name)
 
     def put_object(self, **kwargs: Any) -> Any:
@@ -263,8 +304,11 @@ class BarrierClient(InterceptingClient):
     """Hold every put_object until `parties` puts are in flight at once.
 
     With sequential puts the barrier times out and put_object raises
-    threading.BrokenBarrierError, so a test fails instead of hanging.
+    threading.BrokenBarrierError, so a test fails instead of hanging. It has
+    no put_objects, so the store makes its writes on the pool.
     """
+
+    put_objects = None
 
     def __init__(self, client: Any, parties: int, timeout: float = 5.0) -> None:
         super().__init__(client, lambda kwargs: None)
@@ -275,15 +319,49 @@ class BarrierClient(InterceptingClient):
         return super().put_object(**kwargs)
 
 
-def test_event_writes_are_issued_concurrently(s3):
+def test_event_writes_are_issued_concurrently(plain_s3):
     event = make_event()
-    client = BarrierClient(s3, parties=3)
+    client = BarrierClient(plain_s3, parties=3)
     store = EventStore(BUCKET, client, time_index_shards=SHARDS, max_workers=4)
 
     result = store.put_event(event)
 
     assert result.status == "stored"
     assert sorted(client.put_keys) == sorted([event_key(event.event_id), *index_keys(event)])
+
+
+def test_event_writes_are_sent_together(plain_s3):
+    event = make_event()
+    client = SendingTogether(plain_s3)
+    store = EventStore(BUCKET, client, time_index_shards=SHARDS)
+
+    result = store.put_event(event)
+
+    assert result.status == "stored"
+    assert client.sent_together == [[event_key(event.event_id), *index_keys(event)]]
+
+
+def test_ten_events_are_sent_together(plain_s3):
+    events = [make_event(f"evt-{n}") for n in range(10)]
+    client = SendingTogether(plain_s3)
+    store = EventStore(BUCKET, client, time_index_shards=SHARDS)
+
+    results = store.put_events(events)
+
+    assert [result.status for result in results] == ["stored"] * 10
+    assert len(client.sent_together) == 1 and len(client.sent_together[0]) == 30
+
+
+def test_more_than_ten_events_go_to_the_pool(plain_s3):
+    events = [make_event(f"evt-{n}") for n in range(11)]
+    client = SendingTogether(plain_s3)
+    store = EventStore(BUCKET, client, time_index_shards=SHARDS)
+
+    results = store.put_events(events)
+
+    assert [result.status for result in results] == ["stored"] * 11
+    assert client.sent_together == []
+    assert len(all_keys(plain_s3)) == 33
 
 
 def test_large_batch_on_small_pool_completes(s3):

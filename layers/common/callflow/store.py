@@ -11,7 +11,9 @@ If-None-Match: *, so an event object is written once and never overwritten:
 
 Storing an event writes its event object and its two index entries (call and
 time) concurrently, so a new event takes one S3 round trip. The writes of all
-events of a request form one list of pool tasks. put_event and put_events report
+events of a request go out together: from the calling thread through the
+client's put_objects for up to 10 events, on the pool for more or for boto3's
+client. put_event and put_events report
 "stored" or "duplicate" only after all three writes succeeded, so the event
 object and both index entries exist. A duplicate also writes any missing index
 entry, so a client that got 503 after a partial write repairs the index by
@@ -56,6 +58,9 @@ STATUS_CONFLICT = "conflict"
 EVENT_CONTENT_TYPE = "application/json"
 CONTENT_SHA256_METADATA = "content-sha256"
 DEFAULT_MAX_WORKERS = 32
+# The most writes put_events sends at once from the calling thread: the writes
+# of up to 10 events, on no more connections than the client's pool keeps.
+SEND_TOGETHER_MAX_WRITES = 30
 
 # Retries of 409 ConditionalRequestConflict, on top of the client's own retries:
 # waits of 0.05, 0.1 and 0.2 seconds, then the store checks the key instead.
@@ -124,6 +129,10 @@ class _Write:
     index_key: str | None = None
 
 
+# What the first conditional put of a write came to, when put_objects sent it:
+# put_object's result, or the exception put_object would have raised.
+_FirstPut = dict[str, Any] | Exception | None
+
 # The outcome of one _Write: the event object's outcome, or for an index entry
 # True when this put created it and False when it existed already.
 _WriteOutcome = _EventObjectWrite | bool | StorageUnavailableError
@@ -167,9 +176,9 @@ class EventStore:
     def put_events(self, events: Sequence[CallEvent]) -> list[PutResult | StorageUnavailableError]:
         """Store events concurrently; return one result or error per event, in input order.
 
-        All event objects and index entries form one list of writes mapped over
-        the pool. No pool task waits for another pool task, which could
-        deadlock a full pool. Only after a conflict does a second map delete
+        All event objects and index entries form one list of writes, made
+        together (see _write_all). No pool task waits for another pool task,
+        which could deadlock a full pool. Only after a conflict does a second map delete
         the index entries that the conflicting events created.
         """
         index_keys = [self._index_keys(event) for event in events]
@@ -178,7 +187,7 @@ class EventStore:
             for event, keys in zip(events, index_keys, strict=True)
             for key in (None, *keys)
         ]
-        outcomes = iter(self._map(self._write, writes))
+        outcomes = iter(self._write_all(writes))
 
         results: list[PutResult | StorageUnavailableError] = []
         stray_keys: list[str] = []
@@ -194,10 +203,52 @@ class EventStore:
             self._map(self._delete_stray_index_entry, stray_keys)
         return results
 
-    def _write(self, write: _Write) -> _WriteOutcome:
+    def _write_all(self, writes: Sequence[_Write]) -> list[_WriteOutcome]:
+        """Make every write; return their outcomes in order.
+
+        Up to SEND_TOGETHER_MAX_WRITES writes go out at once from the calling
+        thread when the client has put_objects (the layer's client does), so
+        a one-event post makes its three writes without a thread hand-off.
+        Only the writes that need more than their first put (a key that
+        exists, a retry after 409) continue on the pool. More writes, or
+        boto3's client, go to the pool from the start.
+        """
+        put_objects = getattr(self.s3_client, "put_objects", None)
+        if put_objects is None or len(writes) > SEND_TOGETHER_MAX_WRITES:
+            return self._map(self._write, writes)
+
+        puts = [{**self._put_arguments(write), "IfNoneMatch": "*"} for write in writes]
+        first_puts = put_objects(Bucket=self.bucket, Puts=puts)
+        outcomes: dict[int, _WriteOutcome] = {}
+        rest: list[int] = []
+        for index, (write, first) in enumerate(zip(writes, first_puts, strict=True)):
+            if isinstance(first, Exception):
+                rest.append(index)
+            else:
+                # The object is written: this makes no more requests.
+                outcomes[index] = self._write(write, first)
+        followed_up = self._map(lambda i: self._write(writes[i], first_puts[i]), rest)
+        outcomes.update(zip(rest, followed_up, strict=True))
+        return [outcomes[index] for index in range(len(writes))]
+
+    def _write(self, write: _Write, first_put: _FirstPut = None) -> _WriteOutcome:
+        """Make one write. `first_put` is the outcome of its first put when it was already sent."""
         if write.index_key is None:
-            return self._put_event_object_or_error(write.event)
-        return self._put_index_entry_or_error(write.index_key)
+            return self._put_event_object_or_error(write.event, first_put)
+        return self._put_index_entry_or_error(write.index_key, first_put)
+
+    @staticmethod
+    def _put_arguments(write: _Write) -> dict[str, Any]:
+        """Return put_object's arguments for a write, without Bucket and IfNoneMatch."""
+        if write.index_key is not None:
+            return {"Key": write.index_key, "Body": b""}
+        body = write.event.to_json_bytes()
+        return {
+            "Key": event_key(write.event.event_id),
+            "Body": body,
+            "ContentType": EVENT_CONTENT_TYPE,
+            "Metadata": {CONTENT_SHA256_METADATA: hashlib.sha256(body).hexdigest()},
+        }
 
     @staticmethod
     def _event_result(
@@ -261,16 +312,13 @@ class EventStore:
                 extra={"s3Key": key, "errorCode": cause, "error": str(error)},
             )
 
-    def _put_event_object(self, event: CallEvent) -> _EventObjectWrite:
+    def _put_event_object(self, event: CallEvent, first_put: _FirstPut = None) -> _EventObjectWrite:
         """Write the event object unless it exists, and compare the stored bytes when it does."""
-        key = event_key(event.event_id)
-        body = event.to_json_bytes()
-        metadata = {CONTENT_SHA256_METADATA: hashlib.sha256(body).hexdigest()}
+        arguments = self._put_arguments(_Write(event))
+        key, body = arguments["Key"], arguments["Body"]
 
         try:
-            written = self._put_if_absent(
-                key, body, ContentType=EVENT_CONTENT_TYPE, Metadata=metadata
-            )
+            written = self._put_if_absent(arguments, first_put)
         except _WriteInFlightError:
             written = False
 
@@ -283,10 +331,10 @@ class EventStore:
         return _EventObjectWrite(result, stored_body=stored)
 
     def _put_event_object_or_error(
-        self, event: CallEvent
+        self, event: CallEvent, first_put: _FirstPut = None
     ) -> _EventObjectWrite | StorageUnavailableError:
         try:
-            return self._put_event_object(event)
+            return self._put_event_object(event, first_put)
         except StorageUnavailableError as error:
             return error
 
@@ -305,10 +353,10 @@ class EventStore:
             )
         return stored
 
-    def _put_index_entry(self, key: str) -> bool:
+    def _put_index_entry(self, key: str, first_put: _FirstPut = None) -> bool:
         """Write an empty index entry unless it exists. Return True if this put created it."""
         try:
-            return self._put_if_absent(key, b"")
+            return self._put_if_absent({"Key": key, "Body": b""}, first_put)
         except _WriteInFlightError:
             # Another request is writing the entry, so this one did not create it.
             if not self._exists(key):
@@ -317,23 +365,30 @@ class EventStore:
                 ) from None
             return False
 
-    def _put_index_entry_or_error(self, key: str) -> bool | StorageUnavailableError:
+    def _put_index_entry_or_error(
+        self, key: str, first_put: _FirstPut = None
+    ) -> bool | StorageUnavailableError:
         try:
-            return self._put_index_entry(key)
+            return self._put_index_entry(key, first_put)
         except StorageUnavailableError as error:
             return error
 
-    def _put_if_absent(self, key: str, body: bytes, **extra: Any) -> bool:
-        """Write `key` only if it does not exist; return False if it already existed.
+    def _put_if_absent(self, arguments: dict[str, Any], first_put: _FirstPut = None) -> bool:
+        """Put an object only if its key does not exist; return False if it already existed.
 
-        Raises _WriteInFlightError when S3 returns 409 ConditionalRequestConflict
-        on every attempt, and StorageUnavailableError on any other S3 failure.
+        `arguments` are put_object's, without Bucket and IfNoneMatch.
+        `first_put` is the outcome of a first put already sent (an item of
+        put_objects' result), or None to send it here. Raises
+        _WriteInFlightError when S3 returns 409 ConditionalRequestConflict on
+        every attempt, and StorageUnavailableError on any other S3 failure.
         """
+        key = arguments["Key"]
         for attempt in range(CONDITIONAL_CONFLICT_ATTEMPTS):
             try:
-                self.s3_client.put_object(
-                    Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*", **extra
-                )
+                if attempt == 0 and isinstance(first_put, Exception):
+                    raise first_put
+                if attempt > 0 or first_put is None:
+                    self.s3_client.put_object(Bucket=self.bucket, IfNoneMatch="*", **arguments)
                 return True
             except ClientError as error:
                 code = _error_code(error)
