@@ -5,7 +5,10 @@ this machine, so client and service do not share an interpreter. Latency is
 measured by that client over HTTP on 127.0.0.1, through the emulator's API
 Gateway, the authorizer (its policy cached per token after the first request)
 and the functions running in the emulator. This process also times, over the
-API, 100 one-event POSTs one after another against one 100-event POST.
+API, 100 one-event POSTs one after another against one 100-event POST: the
+server-side time of each, as no network lies between client and API. It
+counts what a batch saves per request in the gateway, the authorizer and the
+function's invocation, which the storer benchmark's handler times leave out.
 
     python bench/api_latency.py [--requests 400] [--workers 4] [--results FILE]
 """
@@ -33,6 +36,7 @@ WARM_UP_REQUESTS = 40
 BATCH_SIZE = 100
 BATCH_ROUNDS = 2
 REQUEST_TIMEOUT_SECONDS = 30
+BATCH_RATIO_GOAL = 0.2
 
 
 def post_timed(session: requests.Session, url: str, body: object) -> float:
@@ -101,8 +105,9 @@ def build_figures(load: dict[str, object], batch_ms: float, singles_ms: float) -
                           comparison=common.AT_MOST))
     figures.append(figure(
         "api_batch_vs_100_singles", batch_ms / singles_ms, "ratio",
-        "median time of one 100-event POST / of 100 one-event POSTs in a row, over the "
-        "local API, measured by the client",
+        "server-side time of one 100-event POST / of 100 one-event POSTs in a row: the "
+        "local API's time to answer (gateway, authorizer, storer, S3), timed by a client "
+        "on 127.0.0.1, medians", goal=BATCH_RATIO_GOAL, comparison=common.AT_MOST,
     ))
     return figures
 

@@ -173,9 +173,9 @@ def build_figures(emulator: dict[str, float], modelled: dict[str, float]) -> lis
             emulator["concurrent_ms"] / emulator["sequential_ms"],
             "ratio",
             "median retriever handler time for GET /calls/{callId}/events of a 500-event "
-            "call, concurrent / sequential fetch, emulator S3",
-            goal=FETCH_RATIO_GOAL,
-            comparison=AT_MOST,
+            "call, concurrent / sequential fetch, emulator S3; reported, as the emulator "
+            "serves one request at a time (see emulator_get_concurrent_vs_sequential); the "
+            "_modelled_latency figure carries the goal",
         ),
         figure(
             "retriever_call500_concurrent_vs_sequential_modelled_latency",

@@ -1,7 +1,7 @@
 """Run every benchmark against an emulator of its own and write bench-results.json.
 
 `make bench` runs this. It starts MiniStack on 127.0.0.1 (port 4595, state in
-.local/bench-emulator, emptied first) and deploys the template as the stack
+.local/bench-emulator, emptied first, S3 objects in memory) and deploys the template as the stack
 callflow-bench. Then it runs the scripts below one after another and merges
 their figures into bench-results.json at the repository root. The emulator
 is stopped however the run ends, and its state folder deleted unless
@@ -92,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=[name for name, _ in SCRIPTS],
                         help="run only these benchmarks")
     parser.add_argument("--keep-state", action="store_true",
-                        help="keep the emulator's state folder after the run (it takes about 1 GB "
-                             "with the data set); by default it is deleted")
+                        help="keep the emulator's state folder (its log and state; S3 objects "
+                             "live in its memory only) after the run; by default it is deleted")
     args = parser.parse_args(argv)
 
     started = time.monotonic()
@@ -117,7 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     # An emulator left running by an interrupted run would keep the port.
     run([python, emulator, "stop", "--state-dir", str(state_dir)], environment)
     shutil.rmtree(state_dir, ignore_errors=True)
-    if run([python, emulator, "start", "--port", str(args.port), "--state-dir", str(state_dir)], environment):
+    # S3 in memory: the state is thrown away after the run, and writing every
+    # object to disk would add the emulator's file writes to each request.
+    if run([python, emulator, "start", "--port", str(args.port), "--state-dir", str(state_dir),
+            "--s3-in-memory"], environment):
         return 1
 
     figures: list[dict[str, Any]] = []

@@ -3,8 +3,10 @@
 Each instance has its own port and state folder, so the service that
 `make local` serves and the one the test suite deploys never touch each other.
 State (S3 objects included) persists in the state folder across restarts.
+With --s3-in-memory, S3 objects live in the emulator's memory only and are
+gone when it stops: the benchmarks use it, as their state is thrown away.
 
-    python tools/emulator.py start --port 4566 --state-dir .local/emulator
+    python tools/emulator.py start --port 4566 --state-dir .local/emulator [--s3-in-memory]
     python tools/emulator.py stop  --state-dir .local/emulator
     python tools/emulator.py status --state-dir .local/emulator
 """
@@ -64,8 +66,11 @@ def _read_port(state_dir: Path) -> int | None:
         return None
 
 
-def start(port: int, state_dir: Path) -> int:
-    """Start the emulator unless this state folder's instance is already up."""
+def start(port: int, state_dir: Path, *, s3_in_memory: bool = False) -> int:
+    """Start the emulator unless this state folder's instance is already up.
+
+    S3 objects are written to the state folder unless `s3_in_memory`.
+    """
     state_dir.mkdir(parents=True, exist_ok=True)
     pid = _read_pid(state_dir)
     recorded_port = _read_port(state_dir)
@@ -97,7 +102,7 @@ def start(port: int, state_dir: Path) -> int:
         "GATEWAY_PORT": str(port),
         "PERSIST_STATE": "1",
         "STATE_DIR": str(state_dir / "state"),
-        "S3_PERSIST": "1",
+        "S3_PERSIST": "0" if s3_in_memory else "1",
         "S3_DATA_DIR": str(state_dir / "s3"),
         "LOG_LEVEL": os.environ.get("EMULATOR_LOG_LEVEL", "WARNING"),
     }
@@ -175,10 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=4566, help="TCP port on 127.0.0.1 (default 4566)")
     parser.add_argument("--state-dir", type=Path, default=ROOT / ".local" / "emulator",
                         help="folder for the emulator's state, S3 data, log and pid file")
+    parser.add_argument("--s3-in-memory", action="store_true",
+                        help="keep S3 objects in memory only; they are lost when the emulator stops")
     args = parser.parse_args(argv)
     state_dir = args.state_dir.resolve()
     if args.command == "start":
-        return start(args.port, state_dir)
+        return start(args.port, state_dir, s3_in_memory=args.s3_in_memory)
     if args.command == "stop":
         return stop(state_dir)
     return status(args.port, state_dir)
