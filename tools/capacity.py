@@ -90,9 +90,9 @@ DEFAULT_AUTHORIZER_MEMORY_MB = 256
 # records). The authorizer's is an estimate: a warm HS256 or RS256 check and
 # the policy take a few milliseconds. Replace them with the Duration metric of
 # the deployed functions.
-DEFAULT_STORER_SINGLE_MS = 15.0
-DEFAULT_STORER_BATCH_MS = 299.0
-DEFAULT_RETRIEVER_CALL_MS = 48.0
+DEFAULT_STORER_SINGLE_MS = 14.0
+DEFAULT_STORER_BATCH_MS = 166.0
+DEFAULT_RETRIEVER_CALL_MS = 45.0
 DEFAULT_AUTHORIZER_MS = 5.0
 
 # API Gateway caches the authorizer's policy per token for AuthorizerCacheTtlSeconds.

@@ -435,7 +435,8 @@ def test_put_objects_returns_each_error_in_its_place(
 
     first, second, third = s3client.put_objects(Bucket=bucket, Puts=puts)
 
-    assert status_of(first) == 200 and status_of(third) == 200
+    assert status_of(first) == 200
+    assert status_of(third) == 200
     assert isinstance(second, ClientError)
     assert second.response["Error"]["Code"] == "PreconditionFailed"
     assert second.operation_name == "PutObject"
@@ -887,7 +888,7 @@ def test_sequential_requests_reuse_one_connection(scripted_server: StartServer) 
     assert server.accepted == 1
 
 
-def test_put_objects_sends_every_request_before_reading_a_reply(
+def test_put_objects_sends_before_reading(
     scripted_server: StartServer,
 ) -> None:
     server = scripted_server([Step(200)] * 3)

@@ -28,7 +28,7 @@ def started_environments(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> lis
         answering.append(True)
         return FakeProcess()
 
-    # Nothing answers before the start; the fake emulator answers after it.
+    # No emulator is ready before the start, and the fake one is ready after it.
     monkeypatch.setattr(emulator, "is_ready", lambda port: bool(answering))
     monkeypatch.setattr(emulator.subprocess, "Popen", fake_popen)
     monkeypatch.setattr(emulator, "EMULATOR_BIN", tmp_path / "ministack")

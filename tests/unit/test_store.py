@@ -38,10 +38,10 @@ def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def put_each(client: Any, *, Bucket: str, Puts: list[dict[str, Any]]) -> list[Any]:  # noqa: N803
-    """put_objects of the layer's S3 client, made of `client`'s put_object calls.
+    """Put each object with `client.put_object`, as the layer client's put_objects would.
 
     Like the real one it returns each put's result, or the S3 failure it
-    raised, in order. The puts run one after another, which the store cannot tell.
+    raised, in order. The puts run one after another, which the store does not notice.
     """
     results: list[Any] = []
     for put in Puts:
@@ -349,7 +349,8 @@ def test_ten_events_are_sent_together(plain_s3):
     results = store.put_events(events)
 
     assert [result.status for result in results] == ["stored"] * 10
-    assert len(client.sent_together) == 1 and len(client.sent_together[0]) == 30
+    assert len(client.sent_together) == 1
+    assert len(client.sent_together[0]) == 30
 
 
 def test_more_than_ten_events_go_to_the_pool(plain_s3):

@@ -187,7 +187,7 @@ class _InFlight:
     url: str
 
 
-# What one request came to: (status, lower-case headers, body) for a success,
+# The outcome of one request: (status, lower-case headers, body) for a success,
 # or the ClientError or connection error that the call raises.
 _Outcome = tuple[int, dict[str, str], bytes] | Exception
 _CONNECTION_FAILURES = (

@@ -58,8 +58,8 @@ STATUS_CONFLICT = "conflict"
 EVENT_CONTENT_TYPE = "application/json"
 CONTENT_SHA256_METADATA = "content-sha256"
 DEFAULT_MAX_WORKERS = 32
-# The most writes put_events sends at once from the calling thread: the writes
-# of up to 10 events, on no more connections than the client's pool keeps.
+# The maximum number of writes put_events sends at once from the calling
+# thread: the writes of 10 events, on no more connections than the client's pool keeps.
 SEND_TOGETHER_MAX_WRITES = 30
 
 # Retries of 409 ConditionalRequestConflict, on top of the client's own retries:
@@ -129,7 +129,7 @@ class _Write:
     index_key: str | None = None
 
 
-# What the first conditional put of a write came to, when put_objects sent it:
+# The outcome of a write's first conditional put when put_objects sent it:
 # put_object's result, or the exception put_object would have raised.
 _FirstPut = dict[str, Any] | Exception | None
 
