@@ -99,9 +99,7 @@ def _single_response(outcome: PutResult | StorageUnavailableError) -> Response:
 
     if outcome.status == STATUS_CONFLICT:
         raise ConflictError(
-            f"Event {outcome.event_id} is already stored with different content "
-            f"({_field_list(outcome)}); send a new eventId for a new event, or resend the "
-            "stored content unchanged.",
+            _conflict_message(outcome),
             details=[
                 {
                     "eventId": outcome.event_id,
@@ -138,10 +136,7 @@ def _batch_response(
             if outcome.status == STATUS_CONFLICT:
                 result.update(
                     code=ConflictError.code,
-                    message=(
-                        f"Event {outcome.event_id} is already stored with different content "
-                        f"({_field_list(outcome)}); send a new eventId for a new event."
-                    ),
+                    message=_conflict_message(outcome),
                     differingFields=list(outcome.differing_fields),
                 )
         summary[result["status"]] += 1
@@ -192,6 +187,15 @@ def _store_within_budget(
             "events already stored come back as duplicates."
         )
         return [error] * len(events)
+
+
+def _conflict_message(outcome: PutResult) -> str:
+    """Build the message of a conflict, for a single event and for one event of a batch alike."""
+    return (
+        f"Event {outcome.event_id} is already stored with different content "
+        f"({_field_list(outcome)}); send a new eventId for a new event, or resend the "
+        "stored content unchanged."
+    )
 
 
 def _field_list(outcome: PutResult) -> str:

@@ -575,7 +575,8 @@ def test_batch_collects_errors_of_every_event_with_index():
         (1, "eventType", "MISSING_FIELD"),
         (3, "timestamp", "INVALID_FORMAT"),
     ]
-    assert "1, 3" in caught.value.message
+    assert "2 of" in caught.value.message
+    assert "(indexes 1, 3, counting from 0)" in caught.value.message
 
 
 def test_single_event_details_have_no_index():
@@ -593,6 +594,7 @@ def test_batch_with_oversized_event_is_413_naming_index():
 
     assert caught.value.code == "EVENT_TOO_LARGE"
     assert [detail["index"] for detail in caught.value.details] == [1]
+    assert "1 of 2 events (index 1, counting from 0)" in caught.value.message
 
 
 def test_request_over_max_request_bytes_is_413():
@@ -602,6 +604,8 @@ def test_request_over_max_request_bytes_is_413():
         parse_body(body, settings=make_settings(max_request_bytes=1024))
 
     assert caught.value.code == "REQUEST_TOO_LARGE"
+    assert f"{len(body)} bytes, over the limit of 1024 bytes" in caught.value.message
+    assert "shrink the event" in caught.value.message
 
 
 def test_request_size_counts_utf8_bytes_not_characters():

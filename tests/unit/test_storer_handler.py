@@ -298,6 +298,7 @@ def test_batch_with_some_conflicts_is_207(storer, s3):
     assert body["summary"] == {"stored": 12, "duplicate": 1, "conflict": 1, "failed": 0}
     assert body["results"][1]["status"] == "conflict"
     assert body["results"][1]["code"] == "EVENT_CONFLICT"
+    assert "resend the stored content unchanged" in body["results"][1]["message"]
 
 
 def test_batch_of_only_conflicts_is_409(storer, s3):

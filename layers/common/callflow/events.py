@@ -478,19 +478,18 @@ def _parse_batch(document: list[Any], *, max_event_bytes: int, now: datetime) ->
 
     # One oversized event makes the whole request 413, even if others are invalid.
     if too_large:
-        indexes = _format_indexes(too_large)
         raise PayloadTooLargeError(
-            f"The batch was rejected and nothing was stored: events {indexes} exceed "
-            f"{max_event_bytes} bytes as canonical JSON. Shrink them and resend the whole batch.",
+            "The batch was rejected and nothing was stored. Over the limit of "
+            f"{max_event_bytes} bytes as canonical JSON: {_which_events(too_large, len(document))}. "
+            "Shrink them and resend the whole batch.",
             code="EVENT_TOO_LARGE",
             details=too_large,
         )
     if invalid:
-        indexes = _format_indexes(invalid)
         raise ValidationError(
-            f"The batch was rejected and nothing was stored: the events at indexes {indexes} "
-            f"(counting from 0) of {len(document)} are invalid. Correct the fields listed in "
-            "details and resend the whole batch.",
+            "The batch was rejected and nothing was stored. Invalid: "
+            f"{_which_events(invalid, len(document))}. Correct the fields listed in details "
+            "and resend the whole batch.",
             details=invalid,
         )
     _reject_repeated_event_ids(events)
@@ -519,12 +518,15 @@ def _reject_repeated_event_ids(events: list[CallEvent]) -> None:
         )
 
 
-def _format_indexes(details: list[dict[str, Any]]) -> str:
+def _which_events(details: list[dict[str, Any]], total: int) -> str:
+    """Name the events of a batch that `details` are about: "2 of 5 events (indexes 1, 3, counting from 0)"."""
     indexes = list(dict.fromkeys(int(detail["index"]) for detail in details))
     shown = ", ".join(str(index) for index in indexes[:BATCH_INDEXES_IN_MESSAGE])
     if len(indexes) > BATCH_INDEXES_IN_MESSAGE:
         shown += f" and {len(indexes) - BATCH_INDEXES_IN_MESSAGE} more"
-    return shown
+    noun = "index" if len(indexes) == 1 else "indexes"
+    events = "event" if total == 1 else "events"
+    return f"{len(indexes)} of {total} {events} ({noun} {shown}, counting from 0)"
 
 
 def _check_content_type(content_type: str | None) -> None:
@@ -588,8 +590,8 @@ def _decode_body(body: str | None, *, is_base64: bool, max_request_bytes: int) -
 def _check_request_size(size: int, max_request_bytes: int) -> None:
     if size > max_request_bytes:
         raise PayloadTooLargeError(
-            f"The request body is {size} bytes; the limit is {max_request_bytes} bytes. "
-            "Split the batch into smaller requests.",
+            f"The request body is {size} bytes, over the limit of {max_request_bytes} bytes. "
+            "Split a batch into smaller requests, or shrink the event.",
             code="REQUEST_TOO_LARGE",
         )
 
