@@ -16,6 +16,9 @@ EMULATOR_PORT ?= 4566
 EMULATOR_STATE_DIR ?= .local/emulator
 STACK_NAME ?= callflow-local
 SCOPES ?= events:read events:write
+# The variables to repeat in the next commands `make local` prints, when they
+# differ from the defaults.
+TARGET_VARIABLES = $(if $(filter-out 4566,$(EMULATOR_PORT)), EMULATOR_PORT=$(EMULATOR_PORT))$(if $(filter-out .local/emulator,$(EMULATOR_STATE_DIR)), EMULATOR_STATE_DIR=$(EMULATOR_STATE_DIR))$(if $(filter-out callflow-local,$(STACK_NAME)), STACK_NAME=$(STACK_NAME))
 
 LOCAL_AWS_ENV = AWS_ENDPOINT_URL=http://127.0.0.1:$(EMULATOR_PORT) \
 	AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 \
@@ -40,8 +43,8 @@ local: venv
 	$(LOCAL_AWS_ENV) $(PYTHON) tools/local_stack.py deploy --stack-name $(STACK_NAME)
 	@echo
 	@echo "API base URL: $$($(LOCAL_AWS_ENV) $(PYTHON) tools/local_stack.py url --stack-name $(STACK_NAME))"
-	@echo "Get a token:  make token SCOPES=\"events:read events:write\""
-	@echo "Stop:         make stop"
+	@echo "Get a token:  make token$(TARGET_VARIABLES) SCOPES=\"events:read events:write\""
+	@echo "Stop:         make stop$(TARGET_VARIABLES)"
 
 url: venv
 	@$(LOCAL_AWS_ENV) $(PYTHON) tools/local_stack.py url --stack-name $(STACK_NAME)
@@ -102,12 +105,15 @@ concurrency: venv
 		--stack-name $(CONCURRENCY_STACK_NAME) --build-dir .aws-sam/concurrency && \
 	$(CONCURRENCY_AWS_ENV) $(PYTHON) bench/concurrency.py $(CONCURRENCY_ARGS)
 
-# Measures the figures of docs/benchmarks.md (bench/run_all.py) against an emulator of its own on port 4595,
-# with its state in .local/bench-emulator emptied first and the emulator stopped
-# however the run ends. Prints every figure and writes bench-results.json.
+# Measures the figures of docs/benchmarks.md (bench/run_all.py) against an
+# emulator of its own on BENCH_PORT, with its state in BENCH_STATE_DIR emptied
+# first and the emulator stopped however the run ends. Prints every figure and
+# writes bench-results.json.
+BENCH_PORT ?= 4595
+BENCH_STATE_DIR ?= .local/bench-emulator
 .PHONY: bench
 bench: venv
-	$(PYTHON) bench/run_all.py
+	$(PYTHON) bench/run_all.py --port $(BENCH_PORT) --state-dir $(BENCH_STATE_DIR)
 
 validate: venv
 	SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam validate --lint
