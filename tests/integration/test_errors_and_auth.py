@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -25,6 +26,8 @@ def assert_error(response, status: int, code: str) -> None:
     assert UUID.fullmatch(request_id), request_id
     if status in (401, 403):
         assert request_id == response.headers["x-amzn-RequestId"]
+    # API Gateway's error bodies and the functions' are written in the same compact form.
+    assert response.text == json.dumps(response.json(), separators=(",", ":"), ensure_ascii=False)
 
 
 def test_missing_token_is_401(anonymous):
