@@ -13,11 +13,11 @@ Storing an event writes its event object and its two index entries (call and
 time) concurrently, so a new event takes one S3 round trip. The writes of all
 events of a request go out together: from the calling thread through the
 client's put_objects for up to 10 events, on the pool for more or for boto3's
-client. put_event and put_events report
-"stored" or "duplicate" only after all three writes succeeded, so the event
-object and both index entries exist. A duplicate also writes any missing index
-entry, so a client that got 503 after a partial write repairs the index by
-retrying. Writing the three keys in any order is safe for these reasons:
+client. put_event and put_events report "stored" or "duplicate" only after
+all three writes succeeded, so the event object and both index entries exist.
+A duplicate also writes any missing index entry, so a client that got 503
+after a partial write repairs the index by retrying. Writing the three keys
+in any order is safe for these reasons:
 
 - When the event object write fails, its index entries may point at a missing
   object until a retry of the request writes it. The retriever skips an index
@@ -178,8 +178,8 @@ class EventStore:
 
         All event objects and index entries form one list of writes, made
         together (see _write_all). No pool task waits for another pool task,
-        which could deadlock a full pool. Only after a conflict does a second map delete
-        the index entries that the conflicting events created.
+        which could deadlock a full pool. Only after a conflict does a second
+        map delete the index entries that the conflicting events created.
         """
         index_keys = [self._index_keys(event) for event in events]
         writes = [
