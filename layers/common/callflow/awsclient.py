@@ -55,7 +55,7 @@ import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any, ClassVar, NoReturn, Self
 from urllib.parse import quote, urlsplit
 
 from callflow.observability import aws_call_tracing_enabled
@@ -226,10 +226,11 @@ def _signing_settings(environ: Mapping[str, str]) -> tuple[Credentials, str] | N
 class _AwsHttpClient:
     """Signed requests to one AWS service, with retries, over a pool of keep-alive connections."""
 
+    service: ClassVar[str]
+
     def __init__(
         self,
         *,
-        service: str,
         region: str,
         credentials: Credentials,
         endpoint: Endpoint,
@@ -239,7 +240,6 @@ class _AwsHttpClient:
         max_pool_connections: int,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self.service = service
         self.region = region
         self.credentials = credentials
         self.endpoint = endpoint
@@ -251,6 +251,34 @@ class _AwsHttpClient:
         self._max_pool_connections = max_pool_connections
         # Connections opened so far: a warm function should open none.
         self.connections_opened = 0
+
+    @classmethod
+    def from_environment(
+        cls,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        max_attempts: int,
+        max_pool_connections: int = 1,
+        environ: Mapping[str, str] = os.environ,
+    ) -> Self | None:
+        """Return a client for the environment's credentials, region and endpoint, or None to use boto3.
+
+        One pooled connection, the default, suits a client that one thread calls at a time.
+        """
+        settings = _signing_settings(environ)
+        if settings is None:
+            return None
+        credentials, region = settings
+        return cls(
+            region=region,
+            credentials=credentials,
+            endpoint=Endpoint.resolve(region, environ, service=cls.service),
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_attempts=max_attempts,
+            max_pool_connections=max_pool_connections,
+        )
 
     # -- requests ---------------------------------------------------------------
 
@@ -423,54 +451,7 @@ class _AwsHttpClient:
 class S3Client(_AwsHttpClient):
     """The part of boto3's S3 client that EventStore calls."""
 
-    def __init__(
-        self,
-        *,
-        region: str,
-        credentials: Credentials,
-        endpoint: Endpoint,
-        connect_timeout: float,
-        read_timeout: float,
-        max_attempts: int,
-        max_pool_connections: int,
-        ssl_context: ssl.SSLContext | None = None,
-    ) -> None:
-        super().__init__(
-            service=S3_SERVICE,
-            region=region,
-            credentials=credentials,
-            endpoint=endpoint,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            max_attempts=max_attempts,
-            max_pool_connections=max_pool_connections,
-            ssl_context=ssl_context,
-        )
-
-    @classmethod
-    def from_environment(
-        cls,
-        *,
-        connect_timeout: float,
-        read_timeout: float,
-        max_attempts: int,
-        max_pool_connections: int,
-        environ: Mapping[str, str] = os.environ,
-    ) -> S3Client | None:
-        """Return a client for the environment's credentials, region and endpoint, or None to use boto3."""
-        settings = _signing_settings(environ)
-        if settings is None:
-            return None
-        credentials, region = settings
-        return cls(
-            region=region,
-            credentials=credentials,
-            endpoint=Endpoint.resolve(region, environ),
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            max_attempts=max_attempts,
-            max_pool_connections=max_pool_connections,
-        )
+    service = S3_SERVICE
 
     # -- the calls of boto3's S3 client that EventStore makes ------------------
 
@@ -613,30 +594,7 @@ class S3Client(_AwsHttpClient):
 class SecretsManagerClient(_AwsHttpClient):
     """The get_secret_value call of boto3's Secrets Manager client."""
 
-    @classmethod
-    def from_environment(
-        cls,
-        *,
-        connect_timeout: float,
-        read_timeout: float,
-        max_attempts: int,
-        environ: Mapping[str, str] = os.environ,
-    ) -> SecretsManagerClient | None:
-        """Return a client for the environment's credentials, region and endpoint, or None to use boto3."""
-        settings = _signing_settings(environ)
-        if settings is None:
-            return None
-        credentials, region = settings
-        return cls(
-            service=SECRETS_MANAGER_SERVICE,
-            region=region,
-            credentials=credentials,
-            endpoint=Endpoint.resolve(region, environ, service=SECRETS_MANAGER_SERVICE),
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            max_attempts=max_attempts,
-            max_pool_connections=1,
-        )
+    service = SECRETS_MANAGER_SERVICE
 
     def get_secret_value(self, *, SecretId: str) -> dict[str, Any]:  # noqa: N803 (boto3's argument name)
         body = json.dumps({"SecretId": SecretId}).encode("utf-8")
