@@ -129,10 +129,6 @@ class _Write:
     index_key: str | None = None
 
 
-# The outcome of a write's first conditional put when put_objects sent it:
-# put_object's result, or the exception put_object would have raised.
-_FirstPut = dict[str, Any] | Exception | None
-
 # The outcome of one _Write: the event object's outcome, or for an index entry
 # True when this put created it and False when it existed already.
 _WriteOutcome = _EventObjectWrite | bool | StorageUnavailableError
@@ -220,22 +216,31 @@ class EventStore:
         puts = [{**self._put_arguments(write), "IfNoneMatch": "*"} for write in writes]
         first_puts = put_objects(Bucket=self.bucket, Puts=puts)
         outcomes: dict[int, _WriteOutcome] = {}
-        rest: list[int] = []
+        first_errors: dict[int, Exception] = {}
         for index, (write, first) in enumerate(zip(writes, first_puts, strict=True)):
             if isinstance(first, Exception):
-                rest.append(index)
+                first_errors[index] = first
             else:
-                # The object is written: this makes no more requests.
-                outcomes[index] = self._write(write, first)
-        followed_up = self._map(lambda i: self._write(writes[i], first_puts[i]), rest)
-        outcomes.update(zip(rest, followed_up, strict=True))
+                outcomes[index] = self._created_outcome(write)
+
+        failed = list(first_errors)
+        followed_up = self._map(lambda index: self._write(writes[index], first_errors[index]), failed)
+        outcomes.update(zip(failed, followed_up, strict=True))
         return [outcomes[index] for index in range(len(writes))]
 
-    def _write(self, write: _Write, first_put: _FirstPut = None) -> _WriteOutcome:
-        """Make one write. `first_put` is the outcome of its first put when it was already sent."""
+    def _write(self, write: _Write, first_error: Exception | None = None) -> _WriteOutcome:
+        """Make one write. `first_error` is the error of its first put when put_objects already sent it."""
         if write.index_key is None:
-            return self._put_event_object_or_error(write.event, first_put)
-        return self._put_index_entry_or_error(write.index_key, first_put)
+            return self._put_event_object_or_error(write.event, first_error)
+        return self._put_index_entry_or_error(write.index_key, first_error)
+
+    @staticmethod
+    def _created_outcome(write: _Write) -> _WriteOutcome:
+        """Return the outcome of a write whose first put created its key."""
+        if write.index_key is not None:
+            return True
+        event_id = write.event.event_id
+        return _EventObjectWrite(PutResult(event_id, event_key(event_id), STATUS_STORED))
 
     @staticmethod
     def _put_arguments(write: _Write) -> dict[str, Any]:
@@ -312,13 +317,13 @@ class EventStore:
                 extra={"s3Key": key, "errorCode": cause, "error": str(error)},
             )
 
-    def _put_event_object(self, event: CallEvent, first_put: _FirstPut = None) -> _EventObjectWrite:
+    def _put_event_object(self, event: CallEvent, first_error: Exception | None = None) -> _EventObjectWrite:
         """Write the event object unless it exists, and compare the stored bytes when it does."""
         arguments = self._put_arguments(_Write(event))
         key, body = arguments["Key"], arguments["Body"]
 
         try:
-            written = self._put_if_absent(arguments, first_put)
+            written = self._put_if_absent(arguments, first_error)
         except _WriteInFlightError:
             written = False
 
@@ -331,10 +336,10 @@ class EventStore:
         return _EventObjectWrite(result, stored_body=stored)
 
     def _put_event_object_or_error(
-        self, event: CallEvent, first_put: _FirstPut = None
+        self, event: CallEvent, first_error: Exception | None = None
     ) -> _EventObjectWrite | StorageUnavailableError:
         try:
-            return self._put_event_object(event, first_put)
+            return self._put_event_object(event, first_error)
         except StorageUnavailableError as error:
             return error
 
@@ -353,10 +358,10 @@ class EventStore:
             )
         return stored
 
-    def _put_index_entry(self, key: str, first_put: _FirstPut = None) -> bool:
+    def _put_index_entry(self, key: str, first_error: Exception | None = None) -> bool:
         """Write an empty index entry unless it exists. Return True if this put created it."""
         try:
-            return self._put_if_absent({"Key": key, "Body": b""}, first_put)
+            return self._put_if_absent({"Key": key, "Body": b""}, first_error)
         except _WriteInFlightError:
             # Another request is writing the entry, so this one did not create it.
             if not self._exists(key):
@@ -366,29 +371,28 @@ class EventStore:
             return False
 
     def _put_index_entry_or_error(
-        self, key: str, first_put: _FirstPut = None
+        self, key: str, first_error: Exception | None = None
     ) -> bool | StorageUnavailableError:
         try:
-            return self._put_index_entry(key, first_put)
+            return self._put_index_entry(key, first_error)
         except StorageUnavailableError as error:
             return error
 
-    def _put_if_absent(self, arguments: dict[str, Any], first_put: _FirstPut = None) -> bool:
+    def _put_if_absent(self, arguments: dict[str, Any], first_error: Exception | None = None) -> bool:
         """Put an object only if its key does not exist; return False if it already existed.
 
         `arguments` are put_object's, without Bucket and IfNoneMatch.
-        `first_put` is the outcome of a first put already sent (an item of
-        put_objects' result), or None to send it here. Raises
+        `first_error` is the error of a first put that put_objects already
+        sent, handled here as if this call had sent it. Raises
         _WriteInFlightError when S3 returns 409 ConditionalRequestConflict on
         every attempt, and StorageUnavailableError on any other S3 failure.
         """
         key = arguments["Key"]
         for attempt in range(CONDITIONAL_CONFLICT_ATTEMPTS):
             try:
-                if attempt == 0 and isinstance(first_put, Exception):
-                    raise first_put
-                if attempt > 0 or first_put is None:
-                    self.s3_client.put_object(Bucket=self.bucket, IfNoneMatch="*", **arguments)
+                if attempt == 0 and first_error is not None:
+                    raise first_error
+                self.s3_client.put_object(Bucket=self.bucket, IfNoneMatch="*", **arguments)
                 return True
             except ClientError as error:
                 code = _error_code(error)
