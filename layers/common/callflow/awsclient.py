@@ -675,15 +675,7 @@ def _s3_client_error(operation: str, status: int, headers: Mapping[str, str], bo
             message = root.findtext("Message") or message
         except ElementTree.ParseError:
             pass
-    response = {
-        "Error": {"Code": code, "Message": message},
-        "ResponseMetadata": {
-            "HTTPStatusCode": status,
-            "HTTPHeaders": dict(headers),
-            "RequestId": headers.get("x-amz-request-id", ""),
-        },
-    }
-    return ClientError(response, operation)  # type: ignore[arg-type]
+    return _client_error(operation, status, headers, code, message, headers.get("x-amz-request-id", ""))
 
 
 def _json_client_error(operation: str, status: int, headers: Mapping[str, str], body: bytes) -> ClientError:
@@ -701,13 +693,16 @@ def _json_client_error(operation: str, status: int, headers: Mapping[str, str], 
         code = str(document.get("__type") or headers.get("x-amzn-errortype") or code)
         code = code.rsplit("#", 1)[-1].split(":", 1)[0]
         message = str(document.get("message") or document.get("Message") or message)
+    return _client_error(operation, status, headers, code, message, headers.get("x-amzn-requestid", ""))
+
+
+def _client_error(
+    operation: str, status: int, headers: Mapping[str, str], code: str, message: str, request_id: str
+) -> ClientError:
+    """Build botocore's ClientError with the error and response metadata its parsers fill in."""
     response = {
         "Error": {"Code": code, "Message": message},
-        "ResponseMetadata": {
-            "HTTPStatusCode": status,
-            "HTTPHeaders": dict(headers),
-            "RequestId": headers.get("x-amzn-requestid", ""),
-        },
+        "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": dict(headers), "RequestId": request_id},
     }
     return ClientError(response, operation)  # type: ignore[arg-type]
 
