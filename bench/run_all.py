@@ -138,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     # An emulator left running by an interrupted run would keep the port.
     run([python, emulator, "stop", "--state-dir", str(state_dir)], environment)
     shutil.rmtree(state_dir, ignore_errors=True)
-    # S3 in memory: the state is thrown away after the run, and writing every
-    # object to disk would add the emulator's file writes to each request.
+    # S3 stays in memory because the state is thrown away after the run, and
+    # writing every object to disk would add the emulator's file writes to each request.
     if run([python, emulator, "start", "--port", str(args.port), "--state-dir", str(state_dir),
             "--s3-in-memory"], environment):
         return 1

@@ -5,7 +5,7 @@ runs in this process against the emulator's S3 endpoint, with the client that
 callflow.store.make_s3_client builds for Lambda (the layer's own S3 client).
 Handler time is server-side time: from the call of lambda_handler to its
 return, without API Gateway. The bare PutObject is a boto3 client's, with the
-handlers' botocore settings, to the same endpoint; a bare put of the layer's
+handlers' botocore settings, to the same endpoint. A bare put of the layer's
 client is reported beside it. Measurements alternate, so drift in machine
 load hits both sides of every ratio alike.
 
@@ -135,7 +135,7 @@ class StorerBench:
 
     def bare_puts_on_threads(self, count: int) -> float:
         """Put `count` objects of the size of an event with the handler's client on
-        FLOOR_WORKERS threads, as fast as the endpoint allows; return milliseconds."""
+        FLOOR_WORKERS threads, as fast as the endpoint allows, and return the milliseconds taken."""
         keys = []
         for _ in range(count):
             self.sequence += 1

@@ -4,7 +4,7 @@ Each instance has its own port and state folder, so the service that
 `make local` serves and the one the test suite deploys never touch each other.
 State (S3 objects included) persists in the state folder across restarts.
 With --s3-in-memory, S3 objects live in the emulator's memory only and are
-gone when it stops: the benchmarks use it, as their state is thrown away.
+gone when it stops. The benchmarks use it because they throw their state away.
 
     python tools/emulator.py start --port 4566 --state-dir .local/emulator [--s3-in-memory]
     python tools/emulator.py stop  --state-dir .local/emulator
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, default=ROOT / ".local" / "emulator",
                         help="folder for the emulator's state, S3 data, log and pid file")
     parser.add_argument("--s3-in-memory", action="store_true",
-                        help="keep S3 objects in memory only; they are lost when the emulator stops")
+                        help="keep S3 objects in memory only (lost when the emulator stops)")
     args = parser.parse_args(argv)
     state_dir = args.state_dir.resolve()
     if args.command == "start":

@@ -21,15 +21,15 @@ class FakeProcess:
 def started_environments(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[dict[str, str]]:
     """Record the environment of each emulator start instead of starting one."""
     environments: list[dict[str, str]] = []
-    answering: list[bool] = []
+    starts: list[bool] = []
 
     def fake_popen(command: list[str], **kwargs: Any) -> FakeProcess:
         environments.append(kwargs["env"])
-        answering.append(True)
+        starts.append(True)
         return FakeProcess()
 
     # No emulator is ready before the start, and the fake one is ready after it.
-    monkeypatch.setattr(emulator, "is_ready", lambda port: bool(answering))
+    monkeypatch.setattr(emulator, "is_ready", lambda port: bool(starts))
     monkeypatch.setattr(emulator.subprocess, "Popen", fake_popen)
     monkeypatch.setattr(emulator, "EMULATOR_BIN", tmp_path / "ministack")
     (tmp_path / "ministack").touch()

@@ -53,7 +53,7 @@ def put_each(client: Any, *, Bucket: str, Puts: list[dict[str, Any]]) -> list[An
 
 
 class SendingTogether:
-    """A boto3 S3 client with the layer client's put_objects; records the keys of each call."""
+    """A boto3 S3 client with the layer client's put_objects, recording the keys of each call."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
@@ -101,7 +101,7 @@ class InterceptingClient:
 
     def __getattr__(self, name: str) -> Any:
         if name == "put_objects":
-            # Only when the wrapped client has it; each put then passes through put_object below.
+            # Offered only when the wrapped client has it. Each put then goes through put_object.
             getattr(self._client, name)
             return lambda **kwargs: put_each(self, **kwargs)
         return getattr(self._client, name)

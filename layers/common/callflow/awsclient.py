@@ -294,7 +294,7 @@ class _AwsHttpClient:
         query: Mapping[str, str] | None = None,
         parse_error: Callable[[str, int, Mapping[str, str], bytes], ClientError],
     ) -> tuple[int, dict[str, str], bytes]:
-        """Send one request with retries; return (status, lower-case headers, body).
+        """Send one request with retries, and return (status, lower-case headers, body).
 
         Raises the ClientError `parse_error` builds for an error response, and
         botocore's connection errors when no attempt got a response.
@@ -307,7 +307,7 @@ class _AwsHttpClient:
         return outcome
 
     def _call_together(self, requests: Sequence[_Request]) -> list[_Outcome]:
-        """Send requests at once from this thread, with retries; return each one's response or error.
+        """Send requests at once from this thread, with retries, and return their outcomes.
 
         Every request of an attempt goes out on its own connection before any
         response is read, so their round trips overlap without threads. The
@@ -412,8 +412,8 @@ class _AwsHttpClient:
         if isinstance(error, TimeoutError):
             raise ReadTimeoutError(endpoint_url=in_flight.url, error=error) from error
         # The connection was open, so the server reset or closed it before a
-        # whole response arrived: botocore raises ConnectionClosedError for
-        # this (urllib3's ProtocolError), and retries it.
+        # whole response arrived. botocore raises ConnectionClosedError for
+        # this (urllib3's ProtocolError) and retries it.
         raise ConnectionClosedError(endpoint_url=in_flight.url) from error
 
     def _connect(self, host: str) -> http.client.HTTPConnection:
@@ -482,7 +482,7 @@ class S3Client(_AwsHttpClient):
     ) -> list[dict[str, Any] | Exception]:
         """Put several objects at once from the calling thread; boto3 has no such call.
 
-        Each item of `Puts` holds put_object's arguments but Bucket. All
+        Each item of `Puts` contains put_object's arguments except Bucket. All
         requests are sent, each on its own connection, before any response
         is read, so their round trips overlap as on threads, without the
         threads' hand-offs. Returns, in order, what put_object would return
@@ -702,7 +702,11 @@ def _client_error(
     """Build botocore's ClientError with the error and response metadata its parsers fill in."""
     response = {
         "Error": {"Code": code, "Message": message},
-        "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": dict(headers), "RequestId": request_id},
+        "ResponseMetadata": {
+            "HTTPStatusCode": status,
+            "HTTPHeaders": dict(headers),
+            "RequestId": request_id,
+        },
     }
     return ClientError(response, operation)  # type: ignore[arg-type]
 

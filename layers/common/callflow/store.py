@@ -200,7 +200,7 @@ class EventStore:
         return results
 
     def _write_all(self, writes: Sequence[_Write]) -> list[_WriteOutcome]:
-        """Make every write; return their outcomes in order.
+        """Make every write and return their outcomes in order.
 
         Up to SEND_TOGETHER_MAX_WRITES writes go out at once from the calling
         thread when the client has put_objects (the layer's client does), so
@@ -379,7 +379,7 @@ class EventStore:
             return error
 
     def _put_if_absent(self, arguments: dict[str, Any], first_error: Exception | None = None) -> bool:
-        """Put an object only if its key does not exist; return False if it already existed.
+        """Put an object only if its key does not exist, and return False if it already existed.
 
         `arguments` are put_object's, without Bucket and IfNoneMatch.
         `first_error` is the error of a first put that put_objects already
