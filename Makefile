@@ -20,9 +20,13 @@ SCOPES ?= events:read events:write
 # differ from the defaults.
 TARGET_VARIABLES = $(if $(filter-out 4566,$(EMULATOR_PORT)), EMULATOR_PORT=$(EMULATOR_PORT))$(if $(filter-out .local/emulator,$(EMULATOR_STATE_DIR)), EMULATOR_STATE_DIR=$(EMULATOR_STATE_DIR))$(if $(filter-out callflow-local,$(STACK_NAME)), STACK_NAME=$(STACK_NAME))
 
-LOCAL_AWS_ENV = AWS_ENDPOINT_URL=http://127.0.0.1:$(EMULATOR_PORT) \
+# The environment that points the AWS tools and the project's scripts at the
+# emulator on port $(1), with MiniStack's test credentials.
+emulator_aws_env = AWS_ENDPOINT_URL=http://127.0.0.1:$(1) \
 	AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 \
-	AWS_REGION=us-east-1 SAM_CLI_TELEMETRY=0 CALLFLOW_STACK_NAME=$(STACK_NAME)
+	AWS_REGION=us-east-1 SAM_CLI_TELEMETRY=0
+
+LOCAL_AWS_ENV = $(call emulator_aws_env,$(EMULATOR_PORT)) CALLFLOW_STACK_NAME=$(STACK_NAME)
 
 .PHONY: venv local url token invoke stop status test test-unit test-integration wheel-tags validate clean
 
@@ -92,9 +96,8 @@ CONCURRENCY_PORT ?= 4596
 CONCURRENCY_STATE_DIR ?= .local/concurrency-emulator
 CONCURRENCY_STACK_NAME := callflow-concurrency
 CONCURRENCY_ARGS ?=
-CONCURRENCY_AWS_ENV = AWS_ENDPOINT_URL=http://127.0.0.1:$(CONCURRENCY_PORT) \
-	AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 \
-	AWS_REGION=us-east-1 SAM_CLI_TELEMETRY=0 AWS_SAM_STACK_NAME=$(CONCURRENCY_STACK_NAME)
+CONCURRENCY_AWS_ENV = $(call emulator_aws_env,$(CONCURRENCY_PORT)) \
+	AWS_SAM_STACK_NAME=$(CONCURRENCY_STACK_NAME)
 
 .PHONY: concurrency
 concurrency: venv
@@ -141,9 +144,7 @@ MAX_EXAMPLES ?= 1000
 .PHONY: fuzz
 fuzz: venv
 	@set -euo pipefail; \
-	export AWS_ENDPOINT_URL=http://127.0.0.1:$(FUZZ_PORT) AWS_ACCESS_KEY_ID=test \
-		AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 \
-		SAM_CLI_TELEMETRY=0 CALLFLOW_STACK_NAME=$(FUZZ_STACK_NAME); \
+	export $(call emulator_aws_env,$(FUZZ_PORT)) CALLFLOW_STACK_NAME=$(FUZZ_STACK_NAME); \
 	rm -rf $(FUZZ_STATE_DIR); \
 	trap '$(PYTHON) tools/emulator.py stop --state-dir $(FUZZ_STATE_DIR)' EXIT; \
 	$(PYTHON) tools/emulator.py start --port $(FUZZ_PORT) --state-dir $(FUZZ_STATE_DIR); \
