@@ -21,7 +21,7 @@ def assert_error(response, status: int, code: str) -> None:
     assert response.json()["message"]
     # The id a client quotes. API Gateway sends one id in x-amzn-RequestId and
     # to the function; MiniStack sends the function another, so the header is
-    # compared only for the authorizer's refusals, which API Gateway writes.
+    # compared only for the authorizer's rejections, which API Gateway writes.
     request_id = response.json()["requestId"]
     assert UUID.fullmatch(request_id), request_id
     if status in (401, 403):

@@ -95,7 +95,7 @@ def exercise_every_log_path(api: Api, run_id: str) -> list[str]:
     return [single["eventId"], *(event["eventId"] for event in batch)]
 
 
-def test_logs_hold_no_participants_or_payload(stack, make_token, run_id):
+def test_logs_contain_no_participants_or_payload(stack, make_token, run_id):
     since_ms = int(time.time() * 1000) - 1000
     logs = FunctionLogs(stack.outputs, since_ms=since_ms, on_emulator=stack.on_emulator)
     # A token of its own, so that the authorizer runs (and logs) for this test too.
