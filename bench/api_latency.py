@@ -22,11 +22,12 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from statistics import median
 
 import requests
 
 import common
-from common import Figure, figure, median, percentile, print_figures, write_figures
+from common import Figure, figure, percentile, print_figures, write_figures
 
 LOAD_CLIENT = Path(__file__).resolve().parent / "load_client.py"
 DEFAULT_REQUESTS = 400
@@ -40,7 +41,10 @@ BATCH_RATIO_GOAL = 0.2
 
 
 def post_timed(session: requests.Session, url: str, body: object) -> float:
-    """POST `body` as JSON; return the milliseconds until the response. Raises unless it is 201."""
+    """POST `body` as JSON and return the milliseconds until the response.
+
+    Raises RuntimeError unless the response status is 201.
+    """
     started = time.perf_counter()
     response = session.post(url, json=body, timeout=REQUEST_TIMEOUT_SECONDS)
     elapsed = (time.perf_counter() - started) * 1000
@@ -51,8 +55,7 @@ def post_timed(session: requests.Session, url: str, body: object) -> float:
 
 def batch_against_singles(base_url: str, token: str) -> tuple[float, float]:
     """Return the median milliseconds of one 100-event POST and of 100 one-event POSTs."""
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {token}"
+    session = common.api_session(token)
     run_id = uuid.uuid4().hex[:8]
 
     def event(number: int) -> dict[str, object]:
@@ -83,7 +86,10 @@ def run_load(base_url: str, token: str, total: int, workers: int) -> dict[str, o
         capture_output=True, text=True, check=False, timeout=MAX_SECONDS + 60,
     )
     if completed.returncode != 0:
-        raise RuntimeError(f"the load client failed:\n{completed.stderr[-2000:]}")
+        raise RuntimeError(
+            f"the load client failed with exit code {completed.returncode}:\n"
+            f"{completed.stderr[-2000:]}"
+        )
     return json.loads(completed.stdout)
 
 

@@ -7,7 +7,7 @@ RS256 token checked against a JWKS served on 127.0.0.1 (JWKS mode) and with an
 HS256 token whose key it reads from the emulator's Secrets Manager (the
 stack's shared secret), the storer with a one-event POST, the retriever with
 GET /calls/{callId}/events. The baseline is `import boto3` alone. Runs of all
-variants alternate, and each figure is a ratio of medians.
+variants alternate, and each ratio figure is a ratio of medians.
 
 The functions run from a copy of the `sam build` output, with the bytecode
 that the layer and function Makefiles compile. PYTHONDONTWRITEBYTECODE is set
@@ -38,12 +38,15 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import common
-from common import AT_MOST, Figure, figure, load_fixture, median, print_figures, write_figures
+from common import AT_MOST, Figure, figure, load_fixture, print_figures, write_figures
 
 CHILD = Path(__file__).resolve().parent / "cold_start_child.py"
+# The child prints its result after this marker. It keeps its own copy, because
+# it imports nothing but sys, time, os and json before its timer starts.
 RESULT_MARKER = "COLD_START_RESULT "
 DEFAULT_RUNS = 5
 NO_BYTECODE_RUNS = 3
@@ -179,13 +182,7 @@ class ColdStartBench:
 
     def _function_environment(self, function: str) -> dict[str, str]:
         name = self.outputs[OUTPUT_NAMES[function]]
-        environment = {
-            key: value
-            for key, value in common.function_environment(name).items()
-            if not key.startswith("AWS_")
-        }
-        environment["AWS_LAMBDA_FUNCTION_NAME"] = name
-        return environment
+        return {**common.function_environment(name), "AWS_LAMBDA_FUNCTION_NAME": name}
 
     def lambda_environment(self, variant: str, function_dir: Path) -> dict[str, str]:
         """Return the environment of `variant` with the variable Lambda sets to its code folder.
@@ -221,40 +218,59 @@ class ColdStartBench:
         path.write_text(json.dumps(event))
         return path
 
+    def handler_child(self, variant: str, code_dir: Path) -> tuple[list[str], dict[str, str]]:
+        """Return the child arguments and environment that start `variant` cold from `code_dir`."""
+        function_dir = code_dir / FUNCTION_DIRS[self.functions[variant]]
+        arguments = [
+            "handler",
+            str(function_dir),
+            str(code_dir / "CommonLayer" / "python"),
+            str(self.event_file(variant)),
+        ]
+        return arguments, self.lambda_environment(variant, function_dir)
+
     def run(self, variant: str, code_dir: Path | None = None) -> dict[str, Any]:
-        """Start one fresh interpreter for `variant` ("boto3" or a function variant)."""
+        """Run one cold start of `variant` ("boto3" or a function variant) and return its result."""
         if variant == "boto3":
-            arguments = ["boto3"]
-            environment = self._base_environment()
+            arguments, environment = ["boto3"], self._base_environment()
         else:
-            function = self.functions[variant]
             assert code_dir is not None
-            function_dir = code_dir / FUNCTION_DIRS[function]
-            arguments = [
-                "handler",
-                str(function_dir),
-                str(code_dir / "CommonLayer" / "python"),
-                str(self.event_file(variant)),
-            ]
-            environment = self.lambda_environment(variant, function_dir)
-        completed = subprocess.run(
-            [sys.executable, str(CHILD), *arguments],
-            capture_output=True,
-            text=True,
-            env=environment,
-            cwd=self.work_dir,
-            timeout=CHILD_TIMEOUT_SECONDS,
-            check=False,
-        )
-        lines = [line for line in completed.stdout.splitlines() if line.startswith(RESULT_MARKER)]
-        if completed.returncode != 0 or not lines:
-            raise RuntimeError(
-                f"cold start of {variant} failed with exit code {completed.returncode}:\n"
-                f"{completed.stderr[-2000:]}"
-            )
-        result = json.loads(lines[-1][len(RESULT_MARKER):])
+            arguments, environment = self.handler_child(variant, code_dir)
+        completed = run_child(arguments, environment, self.work_dir)
+        result = child_result(completed, f"cold start of {variant}")
         check_response(variant, result["response"])
         return result
+
+
+def run_child(
+    arguments: list[str],
+    environment: dict[str, str],
+    work_dir: Path,
+    interpreter_options: tuple[str, ...] = (),
+) -> subprocess.CompletedProcess[str]:
+    """Run bench/cold_start_child.py with `arguments` in a fresh interpreter."""
+    return subprocess.run(
+        [sys.executable, *interpreter_options, str(CHILD), *arguments],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=work_dir,
+        timeout=CHILD_TIMEOUT_SECONDS,
+        check=False,
+    )
+
+
+def child_result(completed: subprocess.CompletedProcess[str], action: str) -> dict[str, Any]:
+    """Return the result that a child printed after RESULT_MARKER.
+
+    Raises RuntimeError naming `action` when the child failed or printed no result.
+    """
+    lines = [line for line in completed.stdout.splitlines() if line.startswith(RESULT_MARKER)]
+    if completed.returncode != 0 or not lines:
+        raise RuntimeError(
+            f"{action} failed with exit code {completed.returncode}:\n{completed.stderr[-2000:]}"
+        )
+    return json.loads(lines[-1].removeprefix(RESULT_MARKER))
 
 
 def require_bytecode(layer_dir: Path, build_dir: Path) -> None:
@@ -297,36 +313,16 @@ def module_import_costs(bench: ColdStartBench, runs: int) -> dict[str, float]:
     for module in MEASURED_MODULES:
         samples = []
         for _ in range(runs):
-            completed = subprocess.run(
-                [sys.executable, str(CHILD), "module", module, layer],
-                capture_output=True, text=True, env=environment,
-                cwd=bench.work_dir, timeout=CHILD_TIMEOUT_SECONDS, check=False,
-            )
-            lines = [line for line in completed.stdout.splitlines() if line.startswith(RESULT_MARKER)]
-            if completed.returncode != 0 or not lines:
-                raise RuntimeError(f"importing {module} failed:\n{completed.stderr[-2000:]}")
-            samples.append(json.loads(lines[-1][len(RESULT_MARKER):])["import_ms"])
+            completed = run_child(["module", module, layer], environment, bench.work_dir)
+            samples.append(child_result(completed, f"importing {module}")["import_ms"])
         costs[module] = median(samples)
     return costs
 
 
 def import_profile(bench: ColdStartBench, variant: str, top: int = 8) -> list[dict[str, Any]]:
     """Return the `top` imports of app.py by cumulative time (python -X importtime), layer as built."""
-    function_dir = bench.as_built_dir / FUNCTION_DIRS[bench.functions[variant]]
-    completed = subprocess.run(
-        [
-            sys.executable, "-X", "importtime", str(CHILD), "handler",
-            str(function_dir),
-            str(bench.as_built_dir / "CommonLayer" / "python"),
-            str(bench.event_file(variant)),
-        ],
-        capture_output=True,
-        text=True,
-        env=bench.lambda_environment(variant, function_dir),
-        cwd=bench.work_dir,
-        timeout=CHILD_TIMEOUT_SECONDS,
-        check=False,
-    )
+    arguments, environment = bench.handler_child(variant, bench.as_built_dir)
+    completed = run_child(arguments, environment, bench.work_dir, ("-X", "importtime"))
     rows = []
     for line in completed.stderr.splitlines():
         fields = line.removeprefix("import time:").split("|")
@@ -335,7 +331,7 @@ def import_profile(bench: ColdStartBench, variant: str, top: int = 8) -> list[di
         name = fields[2].rstrip()
         # -X importtime indents a module by two spaces per level of nesting. Level 0
         # is app.py and what a handler imports lazily while it runs (boto3, for
-        # one); level 1 is what those import themselves.
+        # one). Level 1 is what those import themselves.
         level = (len(name) - len(name.lstrip()) - 1) // 2
         if level <= 1:
             rows.append({"module": name.strip(), "cumulative_ms": int(fields[1]) / 1000})

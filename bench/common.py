@@ -16,13 +16,17 @@ import json
 import logging
 import math
 import os
-import statistics
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import requests
+
+    from latency_proxy import LatencyProxy
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYER_DIR = ROOT / "layers" / "common"
@@ -35,6 +39,9 @@ for path in (str(ROOT), str(LAYER_DIR)):
 
 DEFAULT_STACK_NAME = "callflow-bench"
 LOOPBACK_PREFIX = "http://127.0.0.1:"
+# The delay bench/latency_proxy.py adds to each S3 request in the "modelled
+# latency" settings of the storer and retriever benchmarks.
+MODELLED_LATENCY_SECONDS = 0.010
 
 # Goal comparisons: the measured value must be at most, or at least, the goal.
 AT_MOST = "at_most"
@@ -110,10 +117,6 @@ def results_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values)
-
-
 def percentile(values: Sequence[float], fraction: float) -> float:
     """Return the nearest-rank percentile of `values`, `fraction` from 0 to 1."""
     ordered = sorted(values)
@@ -126,7 +129,7 @@ def require_local_endpoint() -> str:
     endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
     if not endpoint.startswith(LOOPBACK_PREFIX):
         raise SystemExit(
-            f"error: AWS_ENDPOINT_URL is {endpoint!r}; the benchmarks run only against a local "
+            f"error: AWS_ENDPOINT_URL is {endpoint!r}, but the benchmarks run only against a local "
             "emulator at http://127.0.0.1:PORT. Run them through `make bench`."
         )
     return endpoint
@@ -145,17 +148,38 @@ def stack_outputs() -> dict[str, str]:
 
 
 def function_environment(function_name: str) -> dict[str, str]:
-    """Return the environment variables the stack gives a deployed function."""
+    """Return the environment variables the stack gives a deployed function, except AWS_* ones.
+
+    The AWS_* variables are left out so that a process that applies the rest
+    keeps the emulator endpoint, credentials and region it was given.
+    """
     import boto3
 
     configuration = boto3.client("lambda").get_function_configuration(FunctionName=function_name)
-    return dict(configuration.get("Environment", {}).get("Variables", {}))
+    variables = configuration.get("Environment", {}).get("Variables", {})
+    return {name: value for name, value in variables.items() if not name.startswith("AWS_")}
+
+
+def apply_function_environment(function_name: str) -> dict[str, str]:
+    """Copy function_environment(function_name) into os.environ and return it."""
+    environment = function_environment(function_name)
+    os.environ.update(environment)
+    return environment
 
 
 def api_base_url(outputs: dict[str, str]) -> str:
     """Return the URL the emulator serves the API stage at."""
     endpoint = require_local_endpoint().rstrip("/")
     return f"{endpoint}/_aws/execute-api/{outputs['ApiId']}/{outputs['StageName']}"
+
+
+def api_session(token: str) -> requests.Session:
+    """Return a requests.Session that sends `token` as its bearer token."""
+    import requests
+
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {token}"
+    return session
 
 
 def mint_stack_token(outputs: dict[str, str], scopes: str = "events:read events:write") -> str:
@@ -268,3 +292,10 @@ def boto3_s3_client(url: str) -> Any:
 def emulator_port() -> int:
     """Return the port of the emulator that AWS_ENDPOINT_URL names."""
     return int(require_local_endpoint().rstrip("/").rsplit(":", 1)[1])
+
+
+def modelled_latency_proxy() -> LatencyProxy:
+    """Return a proxy to the emulator that delays each request by MODELLED_LATENCY_SECONDS."""
+    from latency_proxy import LatencyProxy
+
+    return LatencyProxy("127.0.0.1", emulator_port(), delay=MODELLED_LATENCY_SECONDS)

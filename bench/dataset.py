@@ -25,6 +25,7 @@ from typing import Any
 import common  # noqa: F401  (puts the callflow package on sys.path)
 
 from callflow.events import CallEvent, parse_event
+from callflow.settings import DEFAULT_MAX_EVENT_BYTES
 
 SEED = 20260302
 CALL_COUNT = 2000
@@ -35,7 +36,6 @@ MIDNIGHT_CALL_EVERY = 10
 ID_PREFIX = "ds1"
 LOAD_BATCH_SIZE = 100
 LOAD_PROCESSES = 4
-MAX_EVENT_BYTES = 64 * 1024
 
 # Seconds between two events of a call. A midnight call starts at 23:58 at the
 # latest and its 24 gaps add up to at least 24 x 40 s = 16 minutes, so it ends
@@ -88,10 +88,7 @@ class Call:
 def generate() -> list[Call]:
     """Return the data set's calls, the same on every run."""
     rng = random.Random(SEED)
-    calls = []
-    for number in range(CALL_COUNT):
-        calls.append(_generate_call(rng, number))
-    return calls
+    return [_generate_call(rng, number) for number in range(CALL_COUNT)]
 
 
 def _generate_call(rng: random.Random, number: int) -> Call:
@@ -137,15 +134,20 @@ def parsed_events(calls: Sequence[Call]) -> Iterator[CallEvent]:
     """Yield every event of `calls` as the storer would parse it."""
     for call in calls:
         for raw in call.events:
-            yield parse_event(raw, max_event_bytes=MAX_EVENT_BYTES)
+            yield parse_event(raw, max_event_bytes=DEFAULT_MAX_EVENT_BYTES)
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Parse an ISO 8601 timestamp that may end in Z."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def event_time(raw: dict[str, Any]) -> datetime:
-    return datetime.fromisoformat(raw["timestamp"].replace("Z", "+00:00"))
+    return parse_timestamp(raw["timestamp"])
 
 
 def load(calls: Sequence[Call], bucket: str, *, time_index_shards: int) -> float:
-    """Write every event of `calls` to `bucket` with EventStore; return the seconds taken.
+    """Write every event of `calls` to `bucket` with EventStore and return the seconds taken.
 
     The calls are split between LOAD_PROCESSES processes, because the client's
     CPU time, not the emulator, limits one process. Raises RuntimeError when an
@@ -154,7 +156,7 @@ def load(calls: Sequence[Call], bucket: str, *, time_index_shards: int) -> float
     processes = max(1, min(LOAD_PROCESSES, os.cpu_count() or 1))
     parts = [list(calls[number::processes]) for number in range(processes)]
     started = time.perf_counter()
-    # spawn, not fork: each process builds its own S3 client and connections.
+    # spawn, not fork, so that each process builds its own S3 client and connections.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
         counts = list(pool.map(_load_part, parts, [bucket] * processes, [time_index_shards] * processes))

@@ -1,10 +1,10 @@
 """A TCP proxy on 127.0.0.1 that adds a fixed delay to every request: a model of S3's latency.
 
 The local emulator returns an S3 response in about a millisecond, while S3 in a
-region takes about ten or more before the first byte of its response. Requests
-run in parallel there, so concurrency hides most of that wait; on the
-emulator there is nothing to hide. The benchmarks point a client at this
-proxy to measure both settings.
+region takes about ten milliseconds or more before the first byte of its
+response. Requests run in parallel there, so concurrency hides most of that
+wait. On the emulator there is nothing to hide. The benchmarks point a client
+at this proxy to measure both settings.
 
 The proxy forwards bytes unchanged in both directions. It waits `delay`
 seconds before forwarding the first chunk of each request, that is the first
@@ -93,7 +93,11 @@ class LatencyProxy:
             ).start()
 
     def _pump(
-        self, source: socket.socket, sink: socket.socket, final_response_seen: threading.Event, is_request_side: bool
+        self,
+        source: socket.socket,
+        sink: socket.socket,
+        final_response_seen: threading.Event,
+        is_request_side: bool,
     ) -> None:
         try:
             while True:

@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -60,10 +61,6 @@ class KindTotals:
     results: int = 0
     scanned: int = 0
     list_calls: list[int] = field(default_factory=list)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
 
 
 def _events_between(calls: Sequence[dataset.Call], start: datetime, end: datetime,
@@ -114,17 +111,15 @@ def query_specs(calls: Sequence[dataset.Call]) -> list[QuerySpec]:
                  "eventType": event_type, "callId": None}
         if event_type is not None:
             params["eventType"] = event_type
-        expected = _events_between(calls, _parse(start), _parse(end), event_type)
+        expected = _events_between(
+            calls, dataset.parse_timestamp(start), dataset.parse_timestamp(end), event_type
+        )
         specs.append(QuerySpec(kind, "/events", params, [raw["eventId"] for raw in expected], match))
     return specs
 
 
-def _parse(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
 def run_query(session: requests.Session, base_url: str, spec: QuerySpec) -> tuple[list[str], int]:
-    """Read every page of `spec`; return the eventIds in response order and the requests made."""
+    """Read every page of `spec` and return the eventIds in response order and the requests made."""
     event_ids: list[str] = []
     params = dict(spec.params)
     pages = 0
@@ -149,7 +144,10 @@ def run_query(session: requests.Session, base_url: str, spec: QuerySpec) -> tupl
 
 
 def query_log_lines(log_group: str, since_ms: int, expected: int) -> list[dict[str, Any]]:
-    """Return the retriever's "Query completed" lines since `since_ms`, waiting until `expected` arrived."""
+    """Return the retriever's "Query completed" lines since `since_ms`.
+
+    Waits up to LOG_WAIT_SECONDS for `expected` lines to arrive.
+    """
     import boto3
 
     logs = boto3.client("logs")
@@ -182,13 +180,16 @@ def _log_messages(logs: Any, log_group: str, since_ms: int) -> Iterator[str]:
 
 
 def matches(line: dict[str, Any], spec: QuerySpec) -> bool:
-    """Return whether a log line is a page of `spec`; None in log_match means the field is absent."""
+    """Return whether a log line is a page of `spec`. None in log_match means the field is absent."""
     query = line.get("query", {})
     return all(query.get(key) == value for key, value in spec.log_match.items())
 
 
 def ensure_dataset(calls: Sequence[dataset.Call], bucket: str, shards: int) -> float | None:
-    """Load the data set unless the bucket already contains it; return the events loaded per second."""
+    """Load the data set into `bucket` unless it is there, and return the events loaded per second.
+
+    Returns None when the bucket already contains the data set.
+    """
     import boto3
     from botocore.exceptions import ClientError
 
@@ -217,27 +218,27 @@ def main(argv: list[str] | None = None) -> int:
     load_rate = ensure_dataset(calls, outputs["EventsBucketName"], shards)
 
     base_url = common.api_base_url(outputs)
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {common.mint_stack_token(outputs, 'events:read')}"
+    session = common.api_session(common.mint_stack_token(outputs, "events:read"))
     # One request first, so the authorizer's cold start and the log's clock are behind us.
     session.get(f"{base_url}/health", timeout=REQUEST_TIMEOUT_SECONDS)
     since_ms = int(time.time() * 1000) - 1000
 
     specs = query_specs(calls)
     requests_made = 0
-    answered: dict[str, int] = {}
+    returned: Counter[str] = Counter()
     for spec in specs:
         event_ids, pages = run_query(session, base_url, spec)
         requests_made += pages
-        # run_query checked the timestamp order; events with equal timestamps may come in any order.
+        # run_query has checked the timestamp order. Events with equal timestamps
+        # may come in any order, so the eventIds are compared sorted.
         if sorted(event_ids) != sorted(spec.expected_ids):
             raise RuntimeError(
-                f"GET {spec.path} {spec.params} returned {len(event_ids)} events, "
-                f"the data set has {len(spec.expected_ids)}"
+                f"GET {spec.path} {spec.params} returned {len(event_ids)} events that differ "
+                f"from the {len(spec.expected_ids)} of the data set"
             )
         if len(set(event_ids)) != len(event_ids):
             raise RuntimeError(f"GET {spec.path} {spec.params} returned an event twice")
-        answered[spec.kind] = answered.get(spec.kind, 0) + len(event_ids)
+        returned[spec.kind] += len(event_ids)
 
     log_group = f"/aws/lambda/{outputs['RetrieverFunctionName']}"
     lines = query_log_lines(log_group, since_ms, requests_made)
@@ -246,16 +247,16 @@ def main(argv: list[str] | None = None) -> int:
         spec = next((spec for spec in specs if matches(line, spec)), None)
         if spec is None:
             continue
-        kind = totals[spec.kind]
-        kind.requests += 1
-        kind.results += line["resultCount"]
-        kind.scanned += line["s3ObjectsScanned"]
-        kind.list_calls.append(line["s3ListCalls"])
+        total = totals[spec.kind]
+        total.requests += 1
+        total.results += line["resultCount"]
+        total.scanned += line["s3ObjectsScanned"]
+        total.list_calls.append(line["s3ListCalls"])
     for kind, total in totals.items():
-        if total.results != answered.get(kind, 0):
+        if total.results != returned[kind]:
             raise RuntimeError(
-                f"{kind}: the log lines count {total.results} results, the API returned "
-                f"{answered.get(kind, 0)}; {len(lines)} of {requests_made} log lines arrived"
+                f"{kind}: the log lines count {total.results} results, but the API returned "
+                f"{returned[kind]}. {len(lines)} of {requests_made} log lines arrived."
             )
 
     figures = build_figures(totals, shards, load_rate)
@@ -284,7 +285,7 @@ def build_figures(totals: dict[str, KindTotals], shards: int, load_rate: float |
     range_pages = totals[RANGE].list_calls + totals[EVENT_TYPE].list_calls
     figures.append(figure(
         "range_list_calls_per_page_max", max(range_pages), "LIST calls",
-        f"most LIST calls one date-range page made; the bound is TimeIndexShards ({shards}) x "
+        f"max LIST calls one date-range page made; the bound is TimeIndexShards ({shards}) x "
         f"{MAX_LIST_CALLS_PER_INDEX} per shard",
         goal=list_bound, comparison=AT_MOST,
     ))

@@ -31,11 +31,11 @@ LARGEST_LAYER_ENTRIES = 8
 
 
 def build_for_aws(build_dir: Path) -> None:
-    """Run `sam build` for the AWS target into `build_dir`; raise SystemExit if it fails."""
+    """Run `sam build` for the AWS target into `build_dir` and raise SystemExit if it fails."""
     sam = common.ROOT / ".venv" / "bin" / "sam"
     environment = {**os.environ, "SAM_CLI_TELEMETRY": "0", "PYTHON": sys.executable,
                    "CALLFLOW_BUILD_TARGET": "aws"}
-    # The endpoint is for the emulator; sam build needs none.
+    # The endpoint is the emulator's, and sam build needs none.
     environment.pop("AWS_ENDPOINT_URL", None)
     completed = subprocess.run(
         [str(sam), "build", "--build-dir", str(build_dir)],

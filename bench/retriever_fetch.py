@@ -22,29 +22,36 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import json
-import os
 import sys
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from statistics import median
 from typing import Any, TypeVar
 
 import common
-from latency_proxy import LatencyProxy
-from common import AT_MOST, Figure, figure, load_fixture, load_handler, median, print_figures, write_figures
+from common import (
+    AT_MOST,
+    MODELLED_LATENCY_SECONDS,
+    Figure,
+    figure,
+    load_fixture,
+    load_handler,
+    print_figures,
+    write_figures,
+)
 
 from callflow.events import parse_event
 from callflow.keys import event_key
+from callflow.settings import DEFAULT_MAX_EVENT_BYTES
 from callflow.store import DEFAULT_MAX_WORKERS, EventStore
 
 CALL_EVENTS = 500
 SMALL_CALL_EVENTS = 25
 DEFAULT_ROUNDS = 7
 MODELLED_ROUNDS = 3
-MODELLED_LATENCY_SECONDS = 0.010
 FETCH_RATIO_GOAL = 0.3
 FLOOR_WORKERS = DEFAULT_MAX_WORKERS
 
@@ -60,22 +67,18 @@ class SequentialEventStore(EventStore):
 
 
 class RetrieverBench:
-    """The retriever handler loaded in this process, with a 500-event call stored."""
+    """The retriever handler loaded in this process, and the calls of 500 and 25 events it reads."""
 
     def __init__(self) -> None:
         outputs = common.stack_outputs()
-        environment = common.function_environment(outputs["RetrieverFunctionName"])
-        for name, value in environment.items():
-            if not name.startswith("AWS_"):
-                os.environ[name] = value
+        environment = common.apply_function_environment(outputs["RetrieverFunctionName"])
 
         self.module = load_handler("retriever")
         self.context = common.LambdaContext(outputs["RetrieverFunctionName"], memory_mb=1024)
-        common.silence_function_logs()
+        self.sink = common.silence_function_logs()
         self.bucket = environment["EVENTS_BUCKET"]
         self.shards = int(environment["TIME_INDEX_SHARDS"])
-        self.client = self.module.make_s3_client()
-        self.use_client(self.client)
+        self.use_client(self.module.make_s3_client())
         run_id = uuid.uuid4().hex[:10]
         self.call_ids = {
             CALL_EVENTS: f"bench-call500-{run_id}",
@@ -102,14 +105,14 @@ class RetrieverBench:
                 "source": "pbx-bench-01",
                 "payload": {"sequence": number, "digits": "1234"},
             }
-            events.append(parse_event(raw, max_event_bytes=64 * 1024))
+            events.append(parse_event(raw, max_event_bytes=DEFAULT_MAX_EVENT_BYTES))
         for result in self.concurrent_store.put_events(events):
             if isinstance(result, Exception):
                 raise result
 
     def request(self, size: int) -> dict[str, Any]:
         call_id = self.call_ids[size]
-        request = copy.deepcopy(load_fixture("get-call-events.json"))
+        request = load_fixture("get-call-events.json")
         request["path"] = f"/calls/{call_id}/events"
         request["pathParameters"] = {"callId": call_id}
         request["queryStringParameters"] = None
@@ -117,10 +120,10 @@ class RetrieverBench:
         return request
 
     def invoke(self, store: EventStore, size: int = CALL_EVENTS) -> float:
-        """GET the call of `size` events through the handler using `store`; return milliseconds."""
+        """Return the milliseconds the handler takes to GET the call of `size` events from `store`."""
         self.module._event_store = lambda: store
         request = self.request(size)
-        with contextlib.redirect_stdout(common.DiscardingStream()):
+        with contextlib.redirect_stdout(self.sink):
             started = time.perf_counter()
             response = self.module.lambda_handler(request, self.context)
             elapsed = (time.perf_counter() - started) * 1000
@@ -212,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     emulator = measure(bench, args.rounds)
 
     bare_ratio = bare_get_ratio(bench)
-    with LatencyProxy("127.0.0.1", common.emulator_port(), delay=MODELLED_LATENCY_SECONDS) as proxy:
+    with common.modelled_latency_proxy() as proxy:
         bench.use_client(common.handler_s3_client(proxy.url))
         modelled = measure(bench, MODELLED_ROUNDS)
 

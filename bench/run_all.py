@@ -97,6 +97,7 @@ def git_commit() -> str:
 
 
 def run(command: list[str], environment: dict[str, str], timeout: float | None = None) -> int:
+    """Print `command`, run it from the repository root and return its exit code."""
     print("+ " + " ".join(command), flush=True)
     return subprocess.run(command, cwd=common.ROOT, env=environment, timeout=timeout, check=False).returncode
 
@@ -110,8 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=[name for name, _ in SCRIPTS],
                         help="run only these benchmarks")
     parser.add_argument("--keep-state", action="store_true",
-                        help="keep the emulator's state folder (its log and state; S3 objects "
-                             "live in its memory only) after the run; by default it is deleted")
+                        help="keep the emulator's state folder, with its log and state, after "
+                             "the run (S3 objects live only in the emulator's memory). By "
+                             "default the folder is deleted")
     args = parser.parse_args(argv)
 
     started = time.monotonic()
@@ -135,8 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         print(warning, file=sys.stderr, flush=True)
 
     emulator = str(common.ROOT / "tools" / "emulator.py")
+    stop_emulator = [python, emulator, "stop", "--state-dir", str(state_dir)]
     # An emulator left running by an interrupted run would keep the port.
-    run([python, emulator, "stop", "--state-dir", str(state_dir)], environment)
+    run(stop_emulator, environment)
     shutil.rmtree(state_dir, ignore_errors=True)
     # S3 stays in memory because the state is thrown away after the run, and
     # writing every object to disk would add the emulator's file writes to each request.
@@ -169,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                 figures.extend(document["figures"])
                 extra[name] = document["extra"]
     finally:
-        run([python, emulator, "stop", "--state-dir", str(state_dir)], environment)
+        run(stop_emulator, environment)
         if not args.keep_state:
             shutil.rmtree(state_dir, ignore_errors=True)
 
@@ -189,14 +192,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_summary(report: dict[str, Any]) -> None:
-    print(f"\n== summary ({report['duration_seconds']} s), written to {RESULTS_FILE.name}")
-    for item in report["figures"]:
-        if item["goal"] is None:
-            continue
-        verdict = "met" if item["goal_met"] else "NOT MET"
-        sign = "<=" if item["comparison"] == common.AT_MOST else ">="
-        print(f"  {item['name']:<62} {item['value']:>10.4g} {item['unit']:<14} "
-              f"goal {sign} {item['goal']:g}: {verdict}")
+    """Print the figures that have a goal, and the benchmarks that failed."""
+    with_goal = [common.Figure(**item) for item in report["figures"] if item["goal"] is not None]
+    title = f"summary ({report['duration_seconds']} s), written to {RESULTS_FILE.name}"
+    common.print_figures(title, with_goal)
     if report["failed_benchmarks"]:
         print(f"  failed: {', '.join(report['failed_benchmarks'])}")
 

@@ -12,7 +12,7 @@ load hits both sides of every ratio alike.
 Two settings are measured. "emulator" is the emulator as it is: it serves one
 S3 request at a time, so requests sent concurrently wait for each other.
 "modelled latency" sends every client through bench/latency_proxy.py on
-127.0.0.1, which holds each request for a fixed time before passing it on: a
+127.0.0.1, which delays each request by a fixed time before passing it on: a
 model of S3's latency in an AWS region, where requests run in parallel. It is
 a model, not S3.
 
@@ -26,27 +26,35 @@ import contextlib
 import copy
 import json
 import logging
-import os
 import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from statistics import median
 from typing import Any
 
 import common
-from latency_proxy import LatencyProxy
-from common import AT_MOST, Figure, figure, load_fixture, load_handler, median, print_figures, write_figures
+from common import (
+    AT_MOST,
+    MODELLED_LATENCY_SECONDS,
+    Figure,
+    figure,
+    load_fixture,
+    load_handler,
+    print_figures,
+    write_figures,
+)
 
 from callflow.store import DEFAULT_MAX_WORKERS
 
 DEFAULT_SINGLES = 200
 DEFAULT_ROUNDS = 5
 BATCH_SIZE = 100
-MODELLED_LATENCY_SECONDS = 0.010
 MODELLED_SINGLES = 60
 MODELLED_ROUNDS = 2
 WARM_UP_INVOCATIONS = 20
-BARE_BODY_BYTES = 360
+# The body of every bare put: about the size of one stored event.
+BARE_BODY = b"x" * 360
 CONNECTION_LOGGER = "urllib3.connectionpool"
 
 STORER_RATIO_GOAL = 1.25
@@ -72,11 +80,7 @@ class StorerBench:
 
     def __init__(self) -> None:
         outputs = common.stack_outputs()
-        environment = common.function_environment(outputs["StorerFunctionName"])
-        for name, value in environment.items():
-            # The emulator's endpoint stays the one this process was given.
-            if not name.startswith("AWS_"):
-                os.environ[name] = value
+        environment = common.apply_function_environment(outputs["StorerFunctionName"])
 
         self.module = load_handler("storer")
         self.context = common.LambdaContext(outputs["StorerFunctionName"])
@@ -117,7 +121,10 @@ class StorerBench:
         return self.request([self._event(call_number + n // 25) for n in range(BATCH_SIZE)])
 
     def invoke(self, request: dict[str, Any]) -> float:
-        """Invoke the handler; return its time in milliseconds. Raises on an unexpected status."""
+        """Invoke the handler and return its time in milliseconds.
+
+        Raises RuntimeError unless the handler returns 201.
+        """
         with contextlib.redirect_stdout(self.sink):
             started = time.perf_counter()
             response = self.module.lambda_handler(request, self.context)
@@ -133,30 +140,30 @@ class StorerBench:
         store = self.module.EventStore(self.bucket, self.client, time_index_shards=self.shards)
         self.module.get_store = lambda: store
 
+    def _bare_key(self) -> str:
+        self.sequence += 1
+        return f"bench/bare/{self.run_id}/{self.sequence:06d}"
+
     def bare_puts_on_threads(self, count: int) -> float:
-        """Put `count` objects of the size of an event with the handler's client on
-        FLOOR_WORKERS threads, as fast as the endpoint allows, and return the milliseconds taken."""
-        keys = []
-        for _ in range(count):
-            self.sequence += 1
-            keys.append(f"bench/bare/{self.run_id}/{self.sequence:06d}")
-        body = b"x" * BARE_BODY_BYTES
+        """Put `count` event-sized objects on FLOOR_WORKERS threads and return the milliseconds taken.
+
+        The puts use the handler's client and go as fast as the endpoint allows.
+        """
+        keys = [self._bare_key() for _ in range(count)]
         started = time.perf_counter()
-        list(self.pool.map(lambda key: self.client.put_object(Bucket=self.bucket, Key=key, Body=body), keys))
+        list(self.pool.map(
+            lambda key: self.client.put_object(Bucket=self.bucket, Key=key, Body=BARE_BODY), keys
+        ))
         return (time.perf_counter() - started) * 1000
 
     def bare_put(self, client: Any = None) -> float:
-        """Put one object of the size of an event with a plain put_object; return milliseconds.
+        """Put one event-sized object with a plain put_object and return the milliseconds taken.
 
         The client is boto3's unless `client` is given.
         """
-        self.sequence += 1
+        key = self._bare_key()
         started = time.perf_counter()
-        (client or self.bare_client).put_object(
-            Bucket=self.bucket,
-            Key=f"bench/bare/{self.run_id}/{self.sequence:06d}",
-            Body=b"x" * BARE_BODY_BYTES,
-        )
+        (client or self.bare_client).put_object(Bucket=self.bucket, Key=key, Body=BARE_BODY)
         return (time.perf_counter() - started) * 1000
 
 
@@ -192,8 +199,8 @@ def measure(bench: StorerBench, singles: int, rounds: int) -> dict[str, float]:
 def count_new_connections(bench: StorerBench, invocations: int) -> tuple[int, int]:
     """Return (new HTTP connections, S3 clients created) over warm single-event invocations.
 
-    The layer's S3 client counts the connections it opens; a boto3 client's
-    are counted from the DEBUG lines urllib3 logs for each.
+    The layer's S3 client counts the connections it opens. A boto3 client's
+    connections are counted from the DEBUG line urllib3 logs for each.
     """
     counter = ConnectionCounter()
     connection_logger = logging.getLogger(CONNECTION_LOGGER)
@@ -348,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     log_bytes = measure_log_bytes(bench)
     emulator = measure(bench, args.singles, args.rounds)
 
-    with LatencyProxy("127.0.0.1", common.emulator_port(), delay=MODELLED_LATENCY_SECONDS) as proxy:
+    with common.modelled_latency_proxy() as proxy:
         bench.use_endpoint(proxy.url)
         bench.invoke(bench.batch_request())
         modelled = measure(bench, MODELLED_SINGLES, MODELLED_ROUNDS)
