@@ -1,4 +1,4 @@
-"""Send a bounded load of POST /events and GET requests to the local API; print the latencies as JSON.
+"""Send a bounded load of POST /events and GETs to the local API and print the latencies as JSON.
 
 bench/api_latency.py runs this as a second process. Each worker thread keeps
 one HTTP/1.1 connection to 127.0.0.1 and alternates a one-event POST with a
@@ -27,7 +27,7 @@ REQUEST_TIMEOUT_SECONDS = 30
 class Worker(threading.Thread):
     """One connection that sends POSTs and GETs in turn until the shared budget is spent."""
 
-    def __init__(self, number: int, base_url: str, token: str, budget: "Budget") -> None:
+    def __init__(self, number: int, base_url: str, token: str, budget: Budget) -> None:
         super().__init__(daemon=True)
         parts = urlsplit(base_url)
         if parts.hostname != LOOPBACK_HOST:
@@ -40,14 +40,20 @@ class Worker(threading.Thread):
         self.failures: list[str] = []
 
     def request(self, connection: http.client.HTTPConnection, method: str, path: str,
-                body: bytes | None = None) -> int:
+                body: bytes | None = None) -> int | str:
+        """Send one request and return its status, or the transport error as text."""
         headers = {"Authorization": f"Bearer {self.token}"}
         if body is not None:
             headers["Content-Type"] = "application/json"
         started = time.perf_counter()
-        connection.request(method, self.path + path, body=body, headers=headers)
-        response = connection.getresponse()
-        response.read()
+        try:
+            connection.request(method, self.path + path, body=body, headers=headers)
+            response = connection.getresponse()
+            response.read()
+        except (OSError, http.client.HTTPException) as error:
+            # The connection is unusable now, so close it and let the next request reconnect.
+            connection.close()
+            return f"failed ({type(error).__name__}: {error})"
         self.latencies[method].append((time.perf_counter() - started) * 1000)
         return response.status
 
