@@ -1,9 +1,9 @@
 """API Gateway TOKEN authorizer: verify the bearer token and return the policy for its scopes.
 
 Import time adds to every cold start, which delays the API request that
-triggered it, so this module imports only Powertools' logger and `callflow.auth`.
-boto3 is imported on the first Secrets Manager read, which the JWKS mode never
-makes.
+triggered it, so this module imports no AWS SDK client. callflow.secrets
+creates its Secrets Manager client on the first read, which the JWKS mode
+never makes.
 """
 
 from __future__ import annotations

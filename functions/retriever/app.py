@@ -16,9 +16,9 @@ from urllib.parse import unquote
 from aws_lambda_powertools.metrics import MetricUnit
 
 from callflow import secrets as callflow_secrets
-from callflow.errors import NotFoundError, StorageUnavailableError, ValidationError
+from callflow.errors import NotFoundError, StorageUnavailableError
 from callflow.events import validate_event_id
-from callflow.http import JSON_CONTENT_TYPE, Request, Response, Router
+from callflow.http import Request, Response, Router
 from callflow.observability import bind_request, make_logger, make_metrics, traced_handler
 from callflow.query import (
     EventQuery,
@@ -27,9 +27,10 @@ from callflow.query import (
     encode_next_token,
     parse_call_query,
     parse_list_query,
+    reject_unknown_parameters,
     run_query,
 )
-from callflow.responses import error_handler, error_response, json_response
+from callflow.responses import error_handler, json_response, not_found_handler
 from callflow.settings import get_settings
 from callflow.store import EventStore, make_s3_client
 
@@ -39,6 +40,9 @@ logger = make_logger(SERVICE_NAME)
 metrics = make_metrics(SERVICE_NAME)
 router = Router()
 on_error = error_handler(logger, SERVICE_NAME)
+on_route_not_found = not_found_handler(
+    "GET /events, GET /events/{eventId}, GET /calls/{callId}/events or GET /health"
+)
 
 
 @router.get("/events/{eventId}")
@@ -47,7 +51,7 @@ def get_event(request: Request, context: Any, eventId: str) -> Response:  # noqa
     # A path parameter may still be percent-encoded. No valid id contains "%",
     # so decoding never alters one.
     event_id = validate_event_id(unquote(eventId))
-    _reject_query_parameters(request)
+    reject_unknown_parameters(request.query)
 
     body = _event_store().get_event_bytes(event_id)
     _log_query(
@@ -64,17 +68,13 @@ def get_event(request: Request, context: Any, eventId: str) -> Response:  # noqa
             code="EVENT_NOT_FOUND",
         )
     # The stored bytes are canonical UTF-8 JSON and go out unchanged.
-    return Response(200, body.decode("utf-8"), JSON_CONTENT_TYPE)
+    return Response(200, body.decode("utf-8"))
 
 
 @router.get("/events")
 def list_events(request: Request, context: Any) -> Response:
     started = time.perf_counter()
-    query = parse_list_query(
-        request.query or None,
-        now=datetime.now(UTC),
-        multi_params=request.multi_query or None,
-    )
+    query = parse_list_query(request.query, now=datetime.now(UTC), multi_params=request.multi_query)
 
     result = _run_query(query)
     body: dict[str, Any] = {"events": result.events, "count": len(result.events)}
@@ -92,11 +92,7 @@ def list_events(request: Request, context: Any) -> Response:
 @router.get("/calls/{callId}/events")
 def get_call_events(request: Request, context: Any, callId: str) -> Response:  # noqa: N803
     started = time.perf_counter()
-    query = parse_call_query(
-        unquote(callId),
-        request.query or None,
-        multi_params=request.multi_query or None,
-    )
+    query = parse_call_query(unquote(callId), request.query, multi_params=request.multi_query)
     assert query.call_id is not None
 
     result = _run_query(query)
@@ -122,7 +118,7 @@ def get_call_events(request: Request, context: Any, callId: str) -> Response:  #
 
 @router.get("/health")
 def get_health(request: Request, context: Any) -> Response:
-    _reject_query_parameters(request)
+    reject_unknown_parameters(request.query)
     timestamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     try:
         _event_store().check_bucket()
@@ -139,34 +135,11 @@ def get_health(request: Request, context: Any) -> Response:
     return json_response(200, {"status": "healthy", "timestamp": timestamp})
 
 
-def _route_not_found(request: Request) -> Response:
-    return error_response(
-        NotFoundError(
-            f"No route matches {request.method} {request.path}: use GET /events, "
-            "GET /events/{eventId}, GET /calls/{callId}/events or GET /health.",
-            code="ROUTE_NOT_FOUND",
-        ),
-        request.request_id,
-    )
-
-
 @metrics.log_metrics
 @traced_handler
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     bind_request(logger, event, context)
-    return router.resolve(event, context, not_found=_route_not_found, on_error=on_error)
-
-
-def _reject_query_parameters(request: Request) -> None:
-    """Reject any query parameter on a route that takes none, as the list routes reject unknown ones."""
-    names = sorted(request.query)
-    if names:
-        raise ValidationError(
-            f"Unknown query parameter {names[0]!r}: {request.path} takes no query "
-            "parameters; remove them.",
-            code="UNKNOWN_PARAMETER",
-            details=[{"field": name, "code": "UNKNOWN_PARAMETER"} for name in names],
-        )
+    return router.resolve(event, context, not_found=on_route_not_found, on_error=on_error)
 
 
 @lru_cache(maxsize=1)

@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FuturesTimeoutError
 from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from callflow.errors import ConflictError, NotFoundError, StorageUnavailableError
+from callflow.errors import ConflictError, StorageUnavailableError
 from callflow.events import CallEvent, parse_request_body
 from callflow.http import Request, Response, Router
 from callflow.keys import event_key
 from callflow.observability import bind_request, make_logger, make_metrics, traced_handler
-from callflow.responses import error_handler, error_response, json_response
+from callflow.responses import error_handler, json_response, not_found_handler
 from callflow.settings import get_settings
 from callflow.store import (
     STATUS_CONFLICT,
@@ -47,7 +46,7 @@ DEFAULT_RETRY_AFTER_SECONDS = "2"
 # reported failed (503 with Retry-After), and a retry of the request completes
 # them safely: events that were stored come back as duplicates.
 RESPONSE_MARGIN_SECONDS = 1.5
-# Used when the context cannot tell the remaining time (the template's default timeout).
+# Used when the context has no remaining time to read (the template's default timeout).
 DEFAULT_TIME_BUDGET_SECONDS = 15.0
 MIN_TIME_BUDGET_SECONDS = 0.1
 
@@ -55,6 +54,7 @@ logger = make_logger(SERVICE_NAME)
 metrics = make_metrics(SERVICE_NAME)
 router = Router()
 on_error = error_handler(logger, SERVICE_NAME)
+on_route_not_found = not_found_handler("POST /events")
 # Runs a request's S3 writes so the handler can stop waiting at its deadline.
 request_runner = ThreadPoolExecutor(max_workers=4, thread_name_prefix="storer-request")
 
@@ -177,13 +177,13 @@ def _store_within_budget(
     writes = request_runner.submit(store.put_events, events)
     try:
         return writes.result(timeout=budget)
-    except FuturesTimeoutError:
+    except TimeoutError:
         logger.error(
             "Storing did not finish within the time budget",
             extra={"timeBudgetMs": round(budget * 1000), "eventCount": len(events)},
         )
         error = StorageUnavailableError(
-            f"S3 did not finish the writes within {budget:.1f} s; retry the request: "
+            f"S3 did not finish the writes within {budget:.1f} s. Retry the request: "
             "events already stored come back as duplicates."
         )
         return [error] * len(events)
@@ -193,7 +193,7 @@ def _conflict_message(outcome: PutResult) -> str:
     """Build the message of a conflict, for a single event and for one event of a batch alike."""
     return (
         f"Event {outcome.event_id} is already stored with different content "
-        f"({_field_list(outcome)}); send a new eventId for a new event, or resend the "
+        f"({_field_list(outcome)}). Send a new eventId for a new event, or resend the "
         "stored content unchanged."
     )
 
@@ -253,22 +253,15 @@ def _log_outcome(
     fields.update(s3Key=outcome.s3_key, status=outcome.status)
     if outcome.status == STATUS_CONFLICT:
         # Top-level names only: the names inside payload are the producer's own.
-        fields["differingFields"] = sorted({name.split(".", 1)[0] for name in outcome.differing_fields})
+        top_level = {name.split(".", 1)[0] for name in outcome.differing_fields}
+        fields["differingFields"] = sorted(top_level)
         logger.warning(OUTCOME_MESSAGES[STATUS_CONFLICT], extra=fields)
     else:
         logger.info(OUTCOME_MESSAGES[outcome.status], extra=fields)
-
-
-def _route_not_found(request: Request) -> Response:
-    error = NotFoundError(
-        f"No route matches {request.method} {request.path}; the storer serves POST /events.",
-        code="ROUTE_NOT_FOUND",
-    )
-    return error_response(error, request.request_id)
 
 
 @metrics.log_metrics
 @traced_handler
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     bind_request(logger, event, context)
-    return router.resolve(event, context, not_found=_route_not_found, on_error=on_error)
+    return router.resolve(event, context, not_found=on_route_not_found, on_error=on_error)

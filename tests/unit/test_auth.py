@@ -877,7 +877,7 @@ def test_route_allowed_requires_exact_method() -> None:
     assert not route_allowed(frozenset({SCOPE_READ}), "DELETE", "/events/evt-0001")
 
 
-def test_route_wildcard_matches_newline_in_path():
-    # IAM's * matches any character, so API Gateway allows this path; the
+def test_route_wildcard_matches_newline_in_path() -> None:
+    # IAM's * matches any character, so API Gateway allows this path. The
     # authorizer must not log it as outside the token's scopes.
-    assert route_allowed(frozenset({"events:read"}), "GET", "/events/a\nb")
+    assert route_allowed(frozenset({SCOPE_READ}), "GET", "/events/a\nb")

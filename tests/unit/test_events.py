@@ -761,7 +761,7 @@ def test_other_content_types_are_415(content_type):
     assert caught.value.code == "UNSUPPORTED_MEDIA_TYPE"
 
 
-def test_batch_repeating_an_event_id_is_rejected():
+def test_batch_repeated_event_id_is_rejected():
     first = make_raw(eventId="evt-1")
     second = make_raw(eventId="evt-2")
     repeat = make_raw(eventId="evt-1", source="another-proxy")

@@ -23,6 +23,7 @@ from callflow.query import (
     encode_next_token,
     parse_call_query,
     parse_list_query,
+    reject_unknown_parameters,
     run_query,
 )
 from callflow.store import EventStore
@@ -126,6 +127,16 @@ def test_unknown_parameter_is_named_with_known_ones():
     assert "'start'" in error.message
     for known in ("startDate", "endDate", "eventType", "callId", "limit", "nextToken"):
         assert known in error.message
+
+
+def test_route_without_parameters_rejects_any():
+    with pytest.raises(ValidationError) as caught:
+        reject_unknown_parameters({"colour": "blue", "b" * 200: "x"})
+
+    assert caught.value.code == "UNKNOWN_PARAMETER"
+    assert [detail["field"] for detail in caught.value.details] == ["b" * 200, "colour"]
+    assert "accepts no query parameters" in caught.value.message
+    assert "b" * 81 not in caught.value.message
 
 
 @pytest.mark.parametrize(

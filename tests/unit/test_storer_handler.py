@@ -470,6 +470,7 @@ def test_unknown_route_is_404_json(storer, s3):
     assert status == 404
     assert body["code"] == "ROUTE_NOT_FOUND"
     assert "GET /calls" in body["message"]
+    assert "POST /events" in body["message"]
 
 
 def test_unexpected_error_is_500_json_with_request_id(storer, s3, monkeypatch, logs):

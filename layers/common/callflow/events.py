@@ -480,8 +480,8 @@ def _parse_batch(document: list[Any], *, max_event_bytes: int, now: datetime) ->
     if too_large:
         raise PayloadTooLargeError(
             "The batch was rejected and nothing was stored. Over the limit of "
-            f"{max_event_bytes} bytes as canonical JSON: {_which_events(too_large, len(document))}. "
-            "Shrink them and resend the whole batch.",
+            f"{max_event_bytes} bytes as canonical JSON: "
+            f"{_which_events(too_large, len(document))}. Shrink them and resend the whole batch.",
             code="EVENT_TOO_LARGE",
             details=too_large,
         )
@@ -497,7 +497,11 @@ def _parse_batch(document: list[Any], *, max_event_bytes: int, now: datetime) ->
 
 
 def _reject_repeated_event_ids(events: list[CallEvent]) -> None:
-    """Reject a batch that contains one eventId twice, because which copy is stored would depend on timing."""
+    """Reject a batch that contains one eventId twice.
+
+    The events of a batch are written concurrently, so which copy is stored
+    would depend on timing.
+    """
     first_index: dict[str, int] = {}
     repeated: list[dict[str, Any]] = []
     for index, event in enumerate(events):
@@ -519,7 +523,10 @@ def _reject_repeated_event_ids(events: list[CallEvent]) -> None:
 
 
 def _which_events(details: list[dict[str, Any]], total: int) -> str:
-    """Name the events of a batch that `details` are about: "2 of 5 events (indexes 1, 3, counting from 0)"."""
+    """Name the events of a batch that `details` are about.
+
+    Example: "2 of 5 events (indexes 1, 3, counting from 0)".
+    """
     indexes = list(dict.fromkeys(int(detail["index"]) for detail in details))
     shown = ", ".join(str(index) for index in indexes[:BATCH_INDEXES_IN_MESSAGE])
     if len(indexes) > BATCH_INDEXES_IN_MESSAGE:

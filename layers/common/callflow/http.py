@@ -42,7 +42,8 @@ class Request:
     def from_event(cls, event: Mapping[str, Any]) -> Request:
         request_context = event.get("requestContext") or {}
         # Header names are case-insensitive: keep them in lower case.
-        headers = {str(name).lower(): str(value) for name, value in (event.get("headers") or {}).items()}
+        raw_headers = event.get("headers") or {}
+        headers = {str(name).lower(): str(value) for name, value in raw_headers.items()}
         return cls(
             method=str(event.get("httpMethod") or "").upper(),
             path=str(event.get("path") or ""),
@@ -147,14 +148,13 @@ class Router:
         for route in self._routes:
             if route.method != request.method:
                 continue
-            if request.resource is not None:
-                if route.template == request.resource:
-                    parameters = {name: request.path_parameters.get(name, "") for name in route.parameter_names}
-                    return route.handler, parameters
-                continue
-            found = route.pattern.match(request.path)
-            if found:
-                return route.handler, found.groupdict()
+            if request.resource is None:
+                found = route.pattern.match(request.path)
+                if found:
+                    return route.handler, found.groupdict()
+            elif route.template == request.resource:
+                given = request.path_parameters
+                return route.handler, {name: given.get(name, "") for name in route.parameter_names}
         return None
 
     def resolve(
@@ -167,8 +167,8 @@ class Router:
     ) -> dict[str, Any]:
         """Handle the proxy event `event` and return the proxy response.
 
-        A request no route matches goes to `not_found`; an exception raised by
-        a handler goes to `on_error`.
+        A request that no route matches goes to `not_found`. An exception that
+        a handler or `not_found` raises goes to `on_error`.
         """
         request = Request.from_event(event)
         try:

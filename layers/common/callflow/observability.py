@@ -1,7 +1,7 @@
 """Logs, metrics and traces shared by the handlers.
 
-Logs are Powertools JSON lines with request fields, metrics are Powertools
-EMF lines. X-Ray subsegments for every AWS call are opt-in (see
+Logs are Powertools JSON lines with request fields, and metrics are
+Powertools EMF lines. X-Ray subsegments for every AWS call are opt-in (see
 traced_handler), because the X-Ray SDK adds about a hundred milliseconds or
 more to every cold start.
 """
@@ -76,23 +76,24 @@ def bind_request(logger: Logger, event: dict[str, Any], context: Any) -> None:
 
 
 def aws_call_tracing_enabled() -> bool:
-    """Return whether CALLFLOW_TRACE_AWS_CALLS is "true", which records an X-Ray subsegment per AWS call."""
+    """Return whether CALLFLOW_TRACE_AWS_CALLS turns on an X-Ray subsegment per AWS call."""
     return os.environ.get(TRACE_AWS_CALLS_VARIABLE, "false").strip().lower() == "true"
 
 
 def traced_handler(handler: _Handler) -> _Handler:
-    """Return `handler`, wrapped by Powertools Tracer when CALLFLOW_TRACE_AWS_CALLS is "true".
+    """Wrap `handler` in Powertools Tracer when CALLFLOW_TRACE_AWS_CALLS is "true", else return it.
 
     With the function's active tracing, Lambda records every invocation in
     X-Ray without any SDK. The Tracer adds a subsegment for each boto3 call,
     such as every S3 write, at the cost of importing the X-Ray SDK on every
     cold start, so it is imported only when the variable is "true". Only
     botocore is patched, and responses are not copied into the trace, since
-    they can hold personal data and exceed the size of a trace document.
+    they can contain personal data and exceed the size of a trace document.
     """
     if not aws_call_tracing_enabled():
         return handler
     from aws_lambda_powertools import Tracer
 
     tracer = Tracer(patch_modules=("botocore",))
-    return tracer.capture_lambda_handler(handler, capture_response=False)  # type: ignore[return-value]
+    wrapped = tracer.capture_lambda_handler(handler, capture_response=False)
+    return wrapped  # type: ignore[return-value]

@@ -166,7 +166,7 @@ def parse_list_query(
     INVALID_CALL_ID, INVALID_DATE_RANGE or RANGE_TOO_WIDE.
     """
     params = dict(params or {})
-    _reject_unknown_parameters(params, LIST_PARAMETERS)
+    reject_unknown_parameters(params, LIST_PARAMETERS)
     _reject_repeated_parameters(multi_params)
 
     start: datetime | None = None
@@ -243,7 +243,7 @@ def parse_call_query(
     """
     call_id = validate_event_id(call_id, "callId")
     params = dict(params or {})
-    _reject_unknown_parameters(params, CALL_PARAMETERS)
+    reject_unknown_parameters(params, CALL_PARAMETERS)
     _reject_repeated_parameters(multi_params)
 
     return EventQuery(
@@ -258,15 +258,24 @@ def parse_call_query(
     )
 
 
-def _reject_unknown_parameters(params: Mapping[str, str], known: tuple[str, ...]) -> None:
+def reject_unknown_parameters(params: Mapping[str, str], known: tuple[str, ...] = ()) -> None:
+    """Raise ValidationError UNKNOWN_PARAMETER for each query parameter not in `known`.
+
+    A route that takes no query parameters passes no `known`.
+    """
     unknown = sorted(name for name in params if name not in known)
     if not unknown:
         return
 
     names = ", ".join(_shown(name) for name in unknown)
     noun = "parameter" if len(unknown) == 1 else "parameters"
+    accepted = (
+        f"this route accepts only {', '.join(known)}."
+        if known
+        else "this route accepts no query parameters, so remove them."
+    )
     raise ValidationError(
-        f"Unknown query {noun} {names}: this route accepts only {', '.join(known)}.",
+        f"Unknown query {noun} {names}: {accepted}",
         code="UNKNOWN_PARAMETER",
         details=[{"field": name, "code": "UNKNOWN_PARAMETER"} for name in unknown],
     )

@@ -6,8 +6,9 @@ which picks up a rotated value. The read goes through the layer's own client
 (callflow.awsclient.SecretsManagerClient), which is created on the first read,
 so a cold start pays neither boto3's import nor its model load, and a
 function that never reads a secret (the authorizer in JWKS mode) pays
-nothing. boto3 is used instead where SecretsManagerClient.from_environment
-says so.
+nothing. boto3's client is used instead when
+SecretsManagerClient.from_environment returns None: CALLFLOW_AWS_CLIENT=boto3,
+traced AWS calls, or no credentials or region in the environment.
 """
 
 from __future__ import annotations
@@ -108,21 +109,24 @@ def _secrets_manager_client() -> Any:
     if _client is None:
         from callflow.awsclient import SecretsManagerClient
 
-        _client = SecretsManagerClient.from_environment(
+        client = SecretsManagerClient.from_environment(
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
             read_timeout=READ_TIMEOUT_SECONDS,
             max_attempts=MAX_ATTEMPTS,
         )
-    if _client is None:
-        import boto3
-        from botocore.config import Config
-
-        _client = boto3.client(
-            "secretsmanager",
-            config=Config(
-                connect_timeout=CONNECT_TIMEOUT_SECONDS,
-                read_timeout=READ_TIMEOUT_SECONDS,
-                retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
-            ),
-        )
+        _client = client if client is not None else _boto3_secrets_manager_client()
     return _client
+
+
+def _boto3_secrets_manager_client() -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "secretsmanager",
+        config=Config(
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            read_timeout=READ_TIMEOUT_SECONDS,
+            retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+        ),
+    )
