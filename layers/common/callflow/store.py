@@ -206,7 +206,7 @@ class EventStore:
 
         Up to SEND_TOGETHER_MAX_WRITES writes go out at once from the calling
         thread when the client has put_objects (the layer's client does), so
-        a one-event post makes its three writes without a thread hand-off.
+        a one-event post makes its three writes without a hand-off to the pool.
         Only the writes that need more than their first put (a key that
         exists, a retry after 409) continue on the pool. More writes, or
         boto3's client, go to the pool from the start.
