@@ -11,13 +11,14 @@ and for producers that post batches (--batch-size, 100 by default). The model:
   hours times --peak-multiplier is the peak rate.
 - Lambda concurrency is requests per second times the storer's duration
   (Little's law), rounded up. The default durations are measured by
-  bench/storer_write.py; replace them with the Duration your functions show
+  bench/storer_write.py. Replace them with the Duration your functions show
   in CloudWatch.
 - Every stored event costs 3 S3 PUTs (the event object and two zero-byte index
   entries). Each call is read back --reads-per-call times with
   GET /calls/{callId}/events: one LIST per 1,000 events and one GET per event.
-- Storage counts the canonical JSON of each event in S3 Standard; the index
-  entries hold no data. The steady state is --retention-days days of events.
+- Storage counts the canonical JSON of each event in S3 Standard, because the
+  index entries contain no data. The steady state is --retention-days days of
+  events.
 - A month is 30 days. Prices are us-east-1 list prices without the free tier,
   Savings Plans or taxes.
 """
@@ -28,13 +29,13 @@ import argparse
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 # ---------------------------------------------------------------------------
 # Prices: AWS list prices for us-east-1 in US dollars, as known on
-# PRICES_RECORDED_ON; the tool does not read them from AWS. Check them against
-# the Lambda, API Gateway, S3 and CloudWatch pricing pages before relying on
-# an estimate.
+# PRICES_RECORDED_ON. The tool does not read them from AWS, so check them
+# against the Lambda, API Gateway, S3 and CloudWatch pricing pages before
+# relying on an estimate.
 
 PRICES_RECORDED_ON = "2026-12-04"
 
@@ -113,7 +114,7 @@ DEFAULT_RETENTION_DAYS = 365
 
 @dataclass(frozen=True)
 class Workload:
-    """The inputs of an estimate; --help gives the unit of each."""
+    """The inputs of an estimate. --help gives the unit of each."""
 
     calls_per_day: float
     events_per_call: float
@@ -201,33 +202,33 @@ def tiered_cost(quantity: float, tiers: Sequence[tuple[float, float]], unit: flo
     cost = 0.0
     remaining = quantity
     for size, price in tiers:
-        taken = min(remaining, size)
-        cost += taken / unit * price
-        remaining -= taken
+        in_tier = min(remaining, size)
+        cost += in_tier / unit * price
+        remaining -= in_tier
         if remaining <= 0:
             break
     return cost
 
 
 def estimate(workload: Workload) -> Estimate:
-    """Compute the Estimate of `workload`; raise ValueError for an input out of range."""
+    """Compute the Estimate of `workload`. Raise ValueError for an input out of range."""
     _check(workload)
 
     events_per_day = workload.calls_per_day * workload.events_per_call
     events_per_month = events_per_day * DAYS_PER_MONTH
     business_seconds = workload.business_hours * SECONDS_PER_HOUR
-    peak_events_per_second = events_per_day / business_seconds * workload.peak_multiplier
+    peak_events_per_second = _peak_rate(events_per_day, workload)
 
     batched = workload.batch_size > 1
     storer_ms = workload.storer_batch_ms if batched else workload.storer_single_ms
     peak_posts_per_second = peak_events_per_second / workload.batch_size
-    storer_concurrency = math.ceil(peak_posts_per_second * storer_ms / 1000)
+    storer_concurrency = _concurrency(peak_posts_per_second, storer_ms)
 
     calls_per_month = workload.calls_per_day * DAYS_PER_MONTH
     reads_per_month = calls_per_month * workload.reads_per_call
     reads_per_day = workload.calls_per_day * workload.reads_per_call
-    peak_reads_per_second = reads_per_day / business_seconds * workload.peak_multiplier
-    retriever_concurrency = math.ceil(peak_reads_per_second * workload.retriever_call_ms / 1000)
+    peak_reads_per_second = _peak_rate(reads_per_day, workload)
+    retriever_concurrency = _concurrency(peak_reads_per_second, workload.retriever_call_ms)
 
     post_requests = events_per_month / workload.batch_size
     get_requests = reads_per_month
@@ -294,6 +295,17 @@ def estimate(workload: Workload) -> Estimate:
     )
 
 
+def _peak_rate(per_day: float, workload: Workload) -> float:
+    """Return the peak per-second rate of `per_day` arrivals spread over the business hours."""
+    business_seconds = workload.business_hours * SECONDS_PER_HOUR
+    return per_day / business_seconds * workload.peak_multiplier
+
+
+def _concurrency(requests_per_second: float, milliseconds: float) -> int:
+    # Little's law: requests in flight = arrival rate x time in the system.
+    return math.ceil(requests_per_second * milliseconds / 1000)
+
+
 def _gb_seconds(invocations: float, milliseconds: float, memory_mb: int) -> float:
     # Lambda bills duration in whole milliseconds, rounded up.
     return invocations * math.ceil(milliseconds) / 1000 * memory_mb / 1024
@@ -304,29 +316,75 @@ def _check(workload: Workload) -> None:
         "--calls-per-day": workload.calls_per_day,
         "--events-per-call": workload.events_per_call,
         "--event-size-kb": workload.event_size_kb,
-        "--peak-multiplier": workload.peak_multiplier,
         "--batch-size": workload.batch_size,
         "--time-index-shards": workload.time_index_shards,
     }
     for option, value in positive.items():
         if value <= 0:
-            raise ValueError(f"{option} is {value:g}; it must be greater than 0")
+            raise ValueError(f"{option} is {value:g}, but it must be greater than 0")
+
     if not 0 < workload.business_hours <= 24:
         raise ValueError(
-            f"--business-hours is {workload.business_hours:g}; "
-            "it must be greater than 0 and at most 24"
+            f"--business-hours is {workload.business_hours:g}, "
+            "but it must be greater than 0 and at most 24"
         )
     if workload.peak_multiplier < 1:
         raise ValueError(
-            f"--peak-multiplier is {workload.peak_multiplier:g}; the peak is at least the "
+            f"--peak-multiplier is {workload.peak_multiplier:g}, but the peak is at least the "
             "average, so it must be 1 or more"
         )
-    if workload.reads_per_call < 0 or workload.retention_days < 0:
-        raise ValueError("--reads-per-call and --retention-days must be 0 or more")
+
+    not_negative = {
+        "--reads-per-call": workload.reads_per_call,
+        "--retention-days": workload.retention_days,
+    }
+    for option, value in not_negative.items():
+        if value < 0:
+            raise ValueError(f"{option} is {value:g}, but it must be 0 or more")
 
 
 # ---------------------------------------------------------------------------
 # Command line
+
+
+# (flag, type, default or None for a required option, help text ending in the unit)
+WORKLOAD_OPTIONS: tuple[tuple[str, type, float | None, str], ...] = (
+    ("--calls-per-day", float, None, "calls per day (calls)"),
+    ("--events-per-call", float, None, "events posted per call (events)"),
+    ("--event-size-kb", float, None,
+     "size of one stored event as canonical JSON (KiB, 1 KiB = 1,024 bytes)"),
+    ("--peak-multiplier", float, None,
+     "peak rate over the average rate of the business hours (ratio, 1 or more)"),
+    ("--business-hours", float, None,
+     "hours per day in which the calls arrive (hours, more than 0 and at most 24)"),
+    ("--batch-size", int, DEFAULT_BATCH_SIZE,
+     "events per POST of the batched estimate (events)"),
+    ("--reads-per-call", float, DEFAULT_READS_PER_CALL,
+     "GET /calls/{callId}/events requests per call (requests)"),
+    ("--retention-days", float, DEFAULT_RETENTION_DAYS,
+     "days events stay stored, the template's EventsExpirationDays (days)"),
+    ("--active-tokens", int, DEFAULT_ACTIVE_TOKENS,
+     "distinct bearer tokens in use at once, each checked by the authorizer once per "
+     "cache period (tokens)"),
+)
+SERVICE_OPTIONS: tuple[tuple[str, type, float | None, str], ...] = (
+    ("--time-index-shards", int, DEFAULT_TIME_INDEX_SHARDS,
+     "the template's TimeIndexShards (shards)"),
+    ("--storer-single-ms", float, DEFAULT_STORER_SINGLE_MS,
+     "storer duration of a one-event POST (ms)"),
+    ("--storer-batch-ms", float, DEFAULT_STORER_BATCH_MS,
+     "storer duration of a POST of --batch-size events, as measured for 100 events (ms)"),
+    ("--retriever-call-ms", float, DEFAULT_RETRIEVER_CALL_MS,
+     "retriever duration of one call read (ms)"),
+    ("--authorizer-ms", float, DEFAULT_AUTHORIZER_MS, "authorizer duration (ms)"),
+    ("--storer-memory-mb", int, DEFAULT_STORER_MEMORY_MB, "storer memory (MB)"),
+    ("--retriever-memory-mb", int, DEFAULT_RETRIEVER_MEMORY_MB, "retriever memory (MB)"),
+    ("--authorizer-memory-mb", int, DEFAULT_AUTHORIZER_MEMORY_MB, "authorizer memory (MB)"),
+    ("--log-bytes-per-event", float, DEFAULT_LOG_BYTES_PER_EVENT,
+     "log bytes the storer writes per event (bytes)"),
+    ("--log-bytes-per-request", float, DEFAULT_LOG_BYTES_PER_REQUEST,
+     "log bytes per API request besides the per-event lines (bytes)"),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -335,84 +393,28 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    workload = parser.add_argument_group("workload")
-    options: list[tuple[str, type, object, str]] = [
-        ("--calls-per-day", float, None, "calls per day (calls)"),
-        ("--events-per-call", float, None, "events posted per call (events)"),
-        ("--event-size-kb", float, None,
-         "size of one stored event as canonical JSON (KiB, 1 KiB = 1,024 bytes)"),
-        ("--peak-multiplier", float, None,
-         "peak rate over the average rate of the business hours (ratio, 1 or more)"),
-        ("--business-hours", float, None,
-         "hours per day in which the calls arrive (hours, more than 0 and at most 24)"),
-        ("--batch-size", int, DEFAULT_BATCH_SIZE,
-         "events per POST of the batched estimate (events)"),
-        ("--reads-per-call", float, DEFAULT_READS_PER_CALL,
-         "GET /calls/{callId}/events requests per call (requests)"),
-        ("--retention-days", float, DEFAULT_RETENTION_DAYS,
-         "days events stay stored, the template's EventsExpirationDays (days)"),
-        ("--active-tokens", int, DEFAULT_ACTIVE_TOKENS,
-         "distinct bearer tokens in use at once; the authorizer runs once per token per "
-         "cache period (tokens)"),
-    ]
-    for flag, kind, default, text in options:
-        _add_option(workload, flag, kind, default, text)
-
-    service = parser.add_argument_group("service (defaults: the template and docs/benchmarks.md)")
-    options = [
-        ("--time-index-shards", int, DEFAULT_TIME_INDEX_SHARDS,
-         "the template's TimeIndexShards (shards)"),
-        ("--storer-single-ms", float, DEFAULT_STORER_SINGLE_MS,
-         "storer duration of a one-event POST (ms)"),
-        ("--storer-batch-ms", float, DEFAULT_STORER_BATCH_MS,
-         "storer duration of a POST of --batch-size events (ms; the default is for 100 events)"),
-        ("--retriever-call-ms", float, DEFAULT_RETRIEVER_CALL_MS,
-         "retriever duration of one call read (ms)"),
-        ("--authorizer-ms", float, DEFAULT_AUTHORIZER_MS, "authorizer duration (ms)"),
-        ("--storer-memory-mb", int, DEFAULT_STORER_MEMORY_MB, "storer memory (MB)"),
-        ("--retriever-memory-mb", int, DEFAULT_RETRIEVER_MEMORY_MB, "retriever memory (MB)"),
-        ("--authorizer-memory-mb", int, DEFAULT_AUTHORIZER_MEMORY_MB, "authorizer memory (MB)"),
-        ("--log-bytes-per-event", float, DEFAULT_LOG_BYTES_PER_EVENT,
-         "log bytes the storer writes per event (bytes)"),
-        ("--log-bytes-per-request", float, DEFAULT_LOG_BYTES_PER_REQUEST,
-         "log bytes per API request besides the per-event lines (bytes)"),
-    ]
-    for flag, kind, default, text in options:
-        _add_option(service, flag, kind, default, text)
+    groups = (
+        ("workload", WORKLOAD_OPTIONS),
+        ("service (defaults: the template and docs/benchmarks.md)", SERVICE_OPTIONS),
+    )
+    for title, options in groups:
+        group = parser.add_argument_group(title)
+        for flag, kind, default, text in options:
+            if default is None:
+                group.add_argument(flag, type=kind, required=True, help=text)
+            else:
+                group.add_argument(
+                    flag, type=kind, default=default, help=f"{text}, default {default:g}"
+                )
     return parser
 
 
-def _add_option(
-    group: argparse._ArgumentGroup, flag: str, kind: type, default: object, text: str
-) -> None:
-    if default is None:
-        group.add_argument(flag, type=kind, required=True, help=text)
-    else:
-        group.add_argument(flag, type=kind, default=default, help=f"{text}; default {default:g}")
-
-
 def workload_from_arguments(arguments: argparse.Namespace, batch_size: int) -> Workload:
-    return Workload(
-        calls_per_day=arguments.calls_per_day,
-        events_per_call=arguments.events_per_call,
-        event_size_kb=arguments.event_size_kb,
-        peak_multiplier=arguments.peak_multiplier,
-        business_hours=arguments.business_hours,
-        batch_size=batch_size,
-        reads_per_call=arguments.reads_per_call,
-        retention_days=arguments.retention_days,
-        time_index_shards=arguments.time_index_shards,
-        storer_single_ms=arguments.storer_single_ms,
-        storer_batch_ms=arguments.storer_batch_ms,
-        retriever_call_ms=arguments.retriever_call_ms,
-        authorizer_ms=arguments.authorizer_ms,
-        storer_memory_mb=arguments.storer_memory_mb,
-        retriever_memory_mb=arguments.retriever_memory_mb,
-        authorizer_memory_mb=arguments.authorizer_memory_mb,
-        active_tokens=arguments.active_tokens,
-        log_bytes_per_event=arguments.log_bytes_per_event,
-        log_bytes_per_request=arguments.log_bytes_per_request,
-    )
+    """Build the Workload of the parsed options, with `batch_size` in place of --batch-size."""
+    names = {field.name for field in fields(Workload)}
+    values = {name: value for name, value in vars(arguments).items() if name in names}
+    values["batch_size"] = batch_size
+    return Workload(**values)
 
 
 REPORT_ROWS = (
@@ -421,7 +423,7 @@ REPORT_ROWS = (
     ("storer concurrency at peak", "environments", "storer_concurrency"),
     ("retriever concurrency at peak", "environments", "retriever_concurrency"),
     ("peak PUTs per second per time shard", "PUT/s", "peak_puts_per_second_per_time_shard"),
-    ("peak PUTs per second per event prefix (256)", "PUT/s",
+    (f"peak PUTs per second per event prefix ({EVENT_PREFIXES})", "PUT/s",
      "peak_puts_per_second_per_event_prefix"),
     (f"time shards needed at {S3_PREFIX_PUTS_PER_SECOND:,} PUT/s per prefix", "shards",
      "time_index_shards_needed"),
@@ -437,24 +439,28 @@ REPORT_ROWS = (
     ("Lambda compute per month", "GB-s", "lambda_gb_seconds_per_month"),
     ("cost: Lambda (arm64, duration and requests)", "USD/month", "cost_lambda"),
     ("cost: API Gateway REST requests", "USD/month", "cost_api_gateway"),
-    ("cost: S3 PUT requests (3 per event)", "USD/month", "cost_s3_puts"),
+    (f"cost: S3 PUT requests ({S3_PUTS_PER_EVENT} per event)", "USD/month", "cost_s3_puts"),
     ("cost: S3 GET and LIST requests", "USD/month", "cost_s3_gets_and_lists"),
     ("cost: S3 Standard storage at the retention period", "USD/month", "cost_s3_storage"),
     ("cost: CloudWatch Logs ingestion", "USD/month", "cost_logs"),
     ("cost: total", "USD/month", "cost_total"),
     ("cost per million events stored", "USD", "cost_per_million_events"),
-    ("  of which the 3 S3 PUTs per event", "USD", "puts_per_million_events"),
+    (f"  of which the {S3_PUTS_PER_EVENT} S3 PUTs per event", "USD", "puts_per_million_events"),
     ("  floor: 1 S3 PUT per event (1 object per event)", "USD", "floor_per_million_events"),
 )
 
 
+# Columns: label, unit, the single-post estimate, the batched estimate.
+REPORT_LINE = "{:<54} {:<13} {:>15} {:>17}"
+
+
 def format_report(single: Estimate, batched: Estimate, batch_size: int) -> str:
     """Return the two estimates side by side as a plain-text table."""
-    lines = [f"{'':<54} {'unit':<13} {'single posts':>15} {f'batches of {batch_size}':>17}"]
+    lines = [REPORT_LINE.format("", "unit", "single posts", f"batches of {batch_size}")]
     for label, unit, attribute in REPORT_ROWS:
         first = _format(getattr(single, attribute))
         second = _format(getattr(batched, attribute))
-        lines.append(f"{label:<54} {unit:<13} {first:>15} {second:>17}")
+        lines.append(REPORT_LINE.format(label, unit, first, second))
     lines.append("")
     lines.append(
         f"Prices: us-east-1 list prices as known on {PRICES_RECORDED_ON}, without free tier, "

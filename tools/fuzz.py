@@ -244,14 +244,15 @@ def _read_scenario(scenario: dict[str, Any], report: FuzzReport) -> None:
         report.cases[operation] += 1
         report.cases_by_phase[phase] += 1
 
-        response = (interactions.get(case_id) or {}).get("response") or {}
+        interaction = interactions.get(case_id) or {}
+        response = interaction.get("response") or {}
         status = response.get("status_code")
         if status is not None:
             report.statuses[(operation, status)] += 1
 
         for check in checks.get(case_id) or []:
             if check.get("status") == "failure":
-                request = (interactions.get(case_id) or {}).get("request") or {}
+                request = interaction.get("request") or {}
                 report.failures.append(
                     Failure(
                         operation=operation,
@@ -295,16 +296,15 @@ def print_report(report: FuzzReport) -> None:
 
 def stack_target(stack_name: str) -> tuple[str, str]:
     """Return (base URL, token) for a stack in the emulator that AWS_ENDPOINT_URL names."""
-    import boto3
     from local_stack import local_base_url, stack_outputs
 
     # mint_token puts the layer's callflow package on sys.path, so it comes first.
     from mint_token import mint_token
+    from callflow import secrets
     from callflow.settings import DEFAULT_JWT_AUDIENCE, DEFAULT_JWT_ISSUER
 
     outputs = stack_outputs(stack_name)
-    secrets = boto3.client("secretsmanager")
-    secret = secrets.get_secret_value(SecretId=outputs["JwtSecretArn"])["SecretString"]
+    secret = secrets.get_secret_value(outputs["JwtSecretArn"])
     token = mint_token(
         secret,
         FUZZ_SCOPES,
@@ -371,14 +371,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--seed", type=int, default=DEFAULT_SEED, help="random seed, for a repeatable run"
     )
-    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="concurrent requests")
+    parser.add_argument(
+        "--workers", type=int, default=DEFAULT_WORKERS, help="concurrent schemathesis workers"
+    )
     parser.add_argument(
         "--report-dir", type=Path, help="keep openapi.json and events.ndjson in this folder"
     )
     args = parser.parse_args(argv)
 
     if bool(args.base_url) != bool(args.token):
-        parser.error("--base-url and --token go together")
+        parser.error(
+            "--base-url and --token must be given together: pass both, "
+            "or neither to fuzz the stack that --stack-name names"
+        )
     if args.base_url:
         base_url, token = args.base_url, args.token
     else:
@@ -395,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     print_report(report)
 
     if report.total_cases == 0:
-        message = f"schemathesis ran no test cases (exit code {exit_code})"
+        message = f"schemathesis ran no test cases (exit code {exit_code}). Check its output above."
         print(f"fuzz.py: error: {message}", file=sys.stderr)
         return 2
     if report.failures or report.errors or exit_code != 0:

@@ -60,7 +60,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Any, Union
+from typing import Any, TypeVar, Union
 
 # Logs Insights shows @timestamp in UTC with milliseconds.
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -77,6 +77,7 @@ COMMANDS = ("fields", "filter", "stats", "sort", "limit")
 _NAME = re.compile(r"@?[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*")
 _DURATION = re.compile(r"\d+[A-Za-z]+")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_SIGNED_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _OPERATORS = ("!=", "=", "(", ")", "[", "]", ",", "*", "/", "+", "-", "|")
 
 # Lambda platform lines. REPORT fields are separated by tabs in the stored
@@ -84,16 +85,18 @@ _OPERATORS = ("!=", "=", "(", ")", "[", "]", ",", "*", "/", "+", "-", "|")
 # whitespace is accepted.
 _PLATFORM_LINE = re.compile(r"^(?P<type>START|END|REPORT) RequestId: (?P<request_id>\S+)")
 _DECIMAL = r"(\d+(?:\.\d+)?)"
-_REPORT_MILLISECONDS = {
-    "@duration": re.compile(r"RequestId: \S+\s+Duration: " + _DECIMAL + " ms"),
-    "@billedDuration": re.compile(r"\bBilled Duration: " + _DECIMAL + " ms"),
-    "@initDuration": re.compile(r"\bInit Duration: " + _DECIMAL + " ms"),
-}
-_REPORT_MEGABYTES = {
-    "@memorySize": re.compile(r"\bMemory Size: (\d+) MB"),
-    "@maxMemoryUsed": re.compile(r"\bMax Memory Used: (\d+) MB"),
+# Each numeric REPORT field: its pattern, and the factor from the line's unit to the
+# field's unit (durations stay in ms, memory goes from MB to bytes).
+_REPORT_NUMBERS = {
+    "@duration": (re.compile(r"RequestId: \S+\s+Duration: " + _DECIMAL + " ms"), 1),
+    "@billedDuration": (re.compile(r"\bBilled Duration: " + _DECIMAL + " ms"), 1),
+    "@initDuration": (re.compile(r"\bInit Duration: " + _DECIMAL + " ms"), 1),
+    "@memorySize": (re.compile(r"\bMemory Size: (\d+) MB"), BYTES_PER_MEGABYTE),
+    "@maxMemoryUsed": (re.compile(r"\bMax Memory Used: (\d+) MB"), BYTES_PER_MEGABYTE),
 }
 _REPORT_XRAY = re.compile(r"\bXRAY TraceId: (\S+)\s+SegmentId: (\S+)")
+
+_Item = TypeVar("_Item")
 
 
 class UnsupportedQueryError(ValueError):
@@ -219,6 +222,9 @@ class _Token:
     def is_keyword(self, word: str) -> bool:
         return self.kind == "name" and self.text.lower() == word
 
+    def is_operator(self, *operators: str) -> bool:
+        return self.kind == "operator" and self.text in operators
+
 
 def _unsupported(position: int, detail: str) -> UnsupportedQueryError:
     """Return the error for `detail` at `position` (0-based), which the message counts from 1."""
@@ -330,8 +336,7 @@ class _Parser:
         return token
 
     def accept_operator(self, operator: str) -> bool:
-        token = self.peek()
-        if token.kind == "operator" and token.text == operator:
+        if self.peek().is_operator(operator):
             self.advance()
             return True
         return False
@@ -358,6 +363,13 @@ class _Parser:
             raise _unsupported(token.position, f"expected a field name, found {found}")
         return token.text
 
+    def comma_separated(self, parse_item: Callable[[], _Item]) -> list[_Item]:
+        """Parse one or more items separated by commas."""
+        items = [parse_item()]
+        while self.accept_operator(","):
+            items.append(parse_item())
+        return items
+
     def _describe(self, token: _Token | None = None) -> str:
         token = token or self.peek()
         return "the end of the command" if token.kind == "end" else repr(token.text)
@@ -365,16 +377,16 @@ class _Parser:
     # Conditions: or binds less tightly than and.
 
     def condition(self) -> Condition:
-        parts = [self._conjunction()]
-        while self.accept_keyword("or"):
-            parts.append(self._conjunction())
-        return parts[0] if len(parts) == 1 else Junction("or", tuple(parts))
+        return self._junction("or", self._conjunction)
 
     def _conjunction(self) -> Condition:
-        parts = [self._condition_term()]
-        while self.accept_keyword("and"):
-            parts.append(self._condition_term())
-        return parts[0] if len(parts) == 1 else Junction("and", tuple(parts))
+        return self._junction("and", self._condition_term)
+
+    def _junction(self, operator: str, parse_part: Callable[[], Condition]) -> Condition:
+        parts = [parse_part()]
+        while self.accept_keyword(operator):
+            parts.append(parse_part())
+        return parts[0] if len(parts) == 1 else Junction(operator, tuple(parts))
 
     def _condition_term(self) -> Condition:
         if self.accept_operator("("):
@@ -386,7 +398,7 @@ class _Parser:
 
         left = self.arithmetic()
         token = self.peek()
-        if token.kind == "operator" and token.text in ("=", "!="):
+        if token.is_operator("=", "!="):
             self.advance()
             return Comparison(token.text, left, self.arithmetic())
         if self.accept_keyword("like"):
@@ -415,9 +427,7 @@ class _Parser:
 
     def _literal_list(self) -> tuple[str | int | float, ...]:
         self.expect_operator("[")
-        values = [self._literal()]
-        while self.accept_operator(","):
-            values.append(self._literal())
+        values = self.comma_separated(self._literal)
         self.expect_operator("]")
         return tuple(values)
 
@@ -434,14 +444,14 @@ class _Parser:
 
     def arithmetic(self) -> Expression:
         left = self._product()
-        while self.peek().kind == "operator" and self.peek().text in ("+", "-"):
+        while self.peek().is_operator("+", "-"):
             operator = self.advance().text
             left = Arithmetic(operator, left, self._product())
         return left
 
     def _product(self) -> Expression:
         left = self._operand()
-        while self.peek().kind == "operator" and self.peek().text in ("*", "/"):
+        while self.peek().is_operator("*", "/"):
             operator = self.advance().text
             left = Arithmetic(operator, left, self._operand())
         return left
@@ -456,7 +466,7 @@ class _Parser:
             return Literal(token.text)
         if token.kind == "name" and token.text.lower() not in KEYWORDS:
             self.advance()
-            if self.peek().kind == "operator" and self.peek().text == "(":
+            if self.peek().is_operator("("):
                 raise _unsupported(token.position, f"the function {token.text}()")
             return Field(token.text)
         found = self._describe()
@@ -468,7 +478,7 @@ def parse_query(query: str) -> list[Command]:
     segments: list[list[_Token]] = [[]]
     pipes: list[_Token] = []
     for token in _tokenize(query):
-        if token.kind == "operator" and token.text == "|":
+        if token.is_operator("|"):
             pipes.append(token)
             segments.append([])
         elif token.kind != "end":
@@ -496,10 +506,7 @@ def _parse_command(parser: _Parser) -> Command:
 
     command: Command
     if name == "fields":
-        names = [parser.field_name()]
-        while parser.accept_operator(","):
-            names.append(parser.field_name())
-        command = FieldsCommand(tuple(names))
+        command = FieldsCommand(tuple(parser.comma_separated(parser.field_name)))
     elif name == "filter":
         command = FilterCommand(parser.condition())
     elif name == "stats":
@@ -516,15 +523,10 @@ def _parse_command(parser: _Parser) -> Command:
 
 
 def _parse_stats(parser: _Parser) -> StatsCommand:
-    aggregates = [_parse_aggregate(parser)]
-    while parser.accept_operator(","):
-        aggregates.append(_parse_aggregate(parser))
-
+    aggregates = parser.comma_separated(lambda: _parse_aggregate(parser))
     groups: list[Field | TimeBin] = []
     if parser.accept_keyword("by"):
-        groups.append(_parse_group(parser))
-        while parser.accept_operator(","):
-            groups.append(_parse_group(parser))
+        groups = parser.comma_separated(lambda: _parse_group(parser))
     return StatsCommand(tuple(aggregates), tuple(groups))
 
 
@@ -579,8 +581,8 @@ def _parse_group(parser: _Parser) -> Field | TimeBin:
 
     name = parser.field_name()
     following = parser.peek()
-    if following.kind != "end" and not (following.kind == "operator" and following.text == ","):
-        raise _unsupported(parser.peek().position, "a group that is not a field or bin()")
+    if following.kind != "end" and not following.is_operator(","):
+        raise _unsupported(following.position, "a group that is not a field or bin()")
     return Field(name)
 
 
@@ -598,12 +600,13 @@ def _parse_sort(parser: _Parser) -> SortCommand:
 
 def _check_command_order(command: Command, earlier: Sequence[Command], position: int) -> None:
     """Reject command combinations whose meaning this evaluator does not model."""
-    if isinstance(command, StatsCommand) and any(isinstance(c, StatsCommand) for c in earlier):
+    earlier_types = {type(earlier_command) for earlier_command in earlier}
+    if isinstance(command, StatsCommand) and StatsCommand in earlier_types:
         raise _unsupported(position, "a second stats command")
     if isinstance(command, FieldsCommand):
-        if any(isinstance(c, StatsCommand) for c in earlier):
+        if StatsCommand in earlier_types:
             raise _unsupported(position, "a fields command after stats")
-        if any(isinstance(c, FieldsCommand) for c in earlier):
+        if FieldsCommand in earlier_types:
             raise _unsupported(position, "a second fields command")
 
 
@@ -671,14 +674,10 @@ def discover_fields(event: LogEvent) -> dict[str, Any]:
 
 def _report_fields(message: str) -> dict[str, Any]:
     fields: dict[str, Any] = {}
-    for name, pattern in _REPORT_MILLISECONDS.items():
+    for name, (pattern, factor) in _REPORT_NUMBERS.items():
         match = pattern.search(message)
         if match:
-            fields[name] = _parse_number(match.group(1))
-    for name, pattern in _REPORT_MEGABYTES.items():
-        match = pattern.search(message)
-        if match:
-            fields[name] = int(match.group(1)) * BYTES_PER_MEGABYTE
+            fields[name] = _parse_number(match.group(1)) * factor
     xray = _REPORT_XRAY.search(message)
     if xray:
         fields["@xrayTraceId"] = xray.group(1)
@@ -746,7 +745,7 @@ def _evaluate(expression: Expression, row: dict[str, Any]) -> Any:
 
 def _matches(condition: Condition, row: dict[str, Any]) -> bool:
     # NOTE: a comparison, like or in with an absent field is false, also for
-    # !=. That is SQL's rule for null; it is not checked against Logs Insights.
+    # !=. That is SQL's rule for null, and it is not checked against Logs Insights.
     if isinstance(condition, Junction):
         results = (_matches(part, row) for part in condition.parts)
         return all(results) if condition.operator == "and" else any(results)
@@ -784,7 +783,7 @@ def _as_number(value: Any) -> int | float | None:
         return None
     if isinstance(value, (int, float)):
         return value
-    if isinstance(value, str) and _NUMBER.fullmatch(value.strip().lstrip("-")):
+    if isinstance(value, str) and _SIGNED_NUMBER.fullmatch(value.strip()):
         return _parse_number(value.strip())
     return None
 

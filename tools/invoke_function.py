@@ -38,7 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         payload = args.event.read_bytes()
         json.loads(payload)
     except (OSError, ValueError) as error:
-        print(f"error: cannot read the event fixture {args.event}: {error}", file=sys.stderr)
+        print(
+            f"error: reading the event fixture {args.event} as JSON failed ({error}). "
+            "Pass a JSON file such as events/health.json.",
+            file=sys.stderr,
+        )
         return 1
     outputs = stack_outputs(args.stack_name)
     function_name = f"{outputs[FUNCTION_OUTPUTS[args.function]]}:{ALIAS}"

@@ -105,7 +105,9 @@ def find_jwt_secret_arn(stack_name: str, cloudformation: Any = None) -> str:
         endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
         if isinstance(error, EndpointConnectionError) and endpoint.startswith("http://127.0.0.1:"):
             hint = f"No emulator answers at {endpoint}: start it with `make local`."
-        raise StackLookupError(f"Describing stack {stack_name!r} {location} failed: {error}. {hint}") from error
+        raise StackLookupError(
+            f"Describing stack {stack_name!r} {location} failed: {error}. {hint}"
+        ) from error
 
     stacks = response.get("Stacks", [])
     outputs = {
@@ -195,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         # Still minted, for testing denials, but the API grants nothing for these.
         print(
             f"mint_token.py: warning: scopes {', '.join(unknown)} are unknown to the API, "
-            f"which knows {', '.join(sorted(KNOWN_SCOPES))}",
+            f"which defines only {', '.join(sorted(KNOWN_SCOPES))}",
             file=sys.stderr,
         )
 

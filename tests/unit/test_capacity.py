@@ -242,11 +242,40 @@ def test_tiered_cost_of_storage_past_50_tb():
         ("business_hours", 25),
         ("peak_multiplier", 0.5),
         ("batch_size", 0),
+        ("time_index_shards", 0),
+        ("reads_per_call", -1),
+        ("retention_days", -1),
     ],
 )
 def test_out_of_range_input_is_rejected(field, value):
     with pytest.raises(ValueError):
         estimate(workload(**{field: value}))
+
+
+def test_error_names_option_and_value():
+    with pytest.raises(ValueError) as error_info:
+        estimate(workload(retention_days=-5))
+
+    assert str(error_info.value) == "--retention-days is -5, but it must be 0 or more"
+
+
+def test_every_option_reaches_workload():
+    values = {
+        "calls_per_day": 1, "events_per_call": 2, "event_size_kb": 3, "peak_multiplier": 4,
+        "business_hours": 5, "reads_per_call": 7, "retention_days": 8, "active_tokens": 9,
+        "time_index_shards": 10, "storer_single_ms": 11, "storer_batch_ms": 12,
+        "retriever_call_ms": 13, "authorizer_ms": 14, "storer_memory_mb": 15,
+        "retriever_memory_mb": 16, "authorizer_memory_mb": 17, "log_bytes_per_event": 18,
+        "log_bytes_per_request": 19,
+    }
+    arguments = ["--batch-size", "6"]
+    for name, value in values.items():
+        arguments += ["--" + name.replace("_", "-"), str(value)]
+
+    parsed = capacity.build_parser().parse_args(arguments)
+    result = capacity.workload_from_arguments(parsed, batch_size=20)
+
+    assert result == Workload(**values, batch_size=20)  # type: ignore[arg-type]
 
 
 def test_command_prints_both_estimates(capsys):

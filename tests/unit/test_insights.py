@@ -317,6 +317,14 @@ def test_stats_skips_values_that_are_not_numbers():
     assert rows == [{"n": 3, "avgMs": 30.0}]
 
 
+def test_stats_reads_negative_numeric_strings():
+    events = [json_event(delta="-5"), json_event(delta="7"), json_event(delta="--5")]
+
+    rows = run_query("stats sum(delta) as total, count(*) as n", events)
+
+    assert rows == [{"total": 2, "n": 3}]
+
+
 def test_pct_uses_nearest_rank():
     events = [json_event(ms=value) for value in (5, 1, 4, 2, 3, 10, 9, 8, 7, 6)]
 

@@ -215,7 +215,8 @@ def test_cli_without_emulator_suggests_starting_it(
 
     captured = capsys.readouterr()
     assert exit_code == 1
-    assert "No emulator answers at http://127.0.0.1:4566: start it with `make local`." in captured.err
+    expected = "No emulator answers at http://127.0.0.1:4566: start it with `make local`."
+    assert expected in captured.err
 
 
 def test_cli_missing_output_fails_clearly(
@@ -286,7 +287,6 @@ def test_script_runs_without_installed_package() -> None:
 
     assert completed.returncode == 0, completed.stderr
     assert "--stack-name" in completed.stdout
-
 
 
 def test_cli_warns_about_unknown_scope(

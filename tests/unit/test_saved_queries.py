@@ -158,19 +158,18 @@ def invocation(
 
 
 def cold_start_events() -> list[LogEvent]:
-    """Cold and warm invocations of two functions over two 15-minute bins."""
-    def authorizer(minute: int, max_memory_mb: int, init_ms: float | None = None) -> list[LogEvent]:
+    """Return cold and warm invocations of two functions over two 15-minute bins."""
+
+    def at_minute(
+        log: str, memory_mb: int, minute: int, max_memory_mb: int, init_ms: float | None = None
+    ) -> list[LogEvent]:
         at_ms = FIRST_INVOCATION_MS + minute * MINUTE_MS
         return invocation(
-            AUTHORIZER_LOG, at_ms, memory_mb=256, max_memory_mb=max_memory_mb, init_ms=init_ms
+            log, at_ms, memory_mb=memory_mb, max_memory_mb=max_memory_mb, init_ms=init_ms
         )
 
-    def storer(minute: int, max_memory_mb: int, init_ms: float | None = None) -> list[LogEvent]:
-        at_ms = FIRST_INVOCATION_MS + minute * MINUTE_MS
-        return invocation(
-            STORER_LOG, at_ms, memory_mb=512, max_memory_mb=max_memory_mb, init_ms=init_ms
-        )
-
+    authorizer = functools.partial(at_minute, AUTHORIZER_LOG, 256)
+    storer = functools.partial(at_minute, STORER_LOG, 512)
     return [
         *authorizer(0, max_memory_mb=80, init_ms=350.5),
         *authorizer(3, max_memory_mb=81),
