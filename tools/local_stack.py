@@ -43,26 +43,34 @@ def _require_endpoint() -> str:
 def _client(service: str) -> Any:
     import boto3
 
-    return boto3.client(service, region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+    # The region boto3 resolves (AWS_DEFAULT_REGION or the profile), else
+    # us-east-1, because the emulator accepts any region.
+    session = boto3.session.Session()
+    return session.client(service, region_name=session.region_name or "us-east-1")
+
+
+def describe_stack(stack_name: str) -> dict[str, Any]:
+    """Return the stack's DescribeStacks entry. Exit with a message when the call fails."""
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or "the default AWS endpoint"
+    try:
+        return _client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"][0]
+    except EndpointConnectionError as error:
+        raise SystemExit(
+            f"error: connecting to {endpoint} failed. Start the emulator with `make local`."
+        ) from error
+    except ClientError as error:
+        raise SystemExit(
+            f"error: stack {stack_name} was not found on {endpoint} "
+            f"({error.response['Error'].get('Message', error)}). Run `make local` first."
+        ) from error
 
 
 def stack_outputs(stack_name: str) -> dict[str, str]:
     """Return the stack's Outputs as a name -> value mapping."""
-    from botocore.exceptions import ClientError, EndpointConnectionError
-
-    try:
-        stacks = _client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"]
-    except EndpointConnectionError as error:
-        raise SystemExit(
-            f"error: the emulator at {os.environ.get('AWS_ENDPOINT_URL')} does not respond; "
-            "start it with `make local`"
-        ) from error
-    except ClientError as error:
-        raise SystemExit(
-            f"error: stack {stack_name} was not found on {os.environ.get('AWS_ENDPOINT_URL')} "
-            f"({error.response['Error'].get('Message', error)}); run `make local` first"
-        ) from error
-    return {output["OutputKey"]: output["OutputValue"] for output in stacks[0].get("Outputs", [])}
+    stack = describe_stack(stack_name)
+    return {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
 
 
 def local_base_url(outputs: dict[str, str]) -> str:

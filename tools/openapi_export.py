@@ -39,8 +39,10 @@ PSEUDO_PARAMETERS = {
     "AWS::URLSuffix": "amazonaws.com",
 }
 SUB_VARIABLE = re.compile(r"\$\{([^}!][^}]*)\}")
-INTRINSIC_KEYS = frozenset({"Ref", "Condition"}) | frozenset(
+INTRINSIC_KEYS = frozenset(
     {
+        "Ref",
+        "Condition",
         "Fn::Sub",
         "Fn::GetAtt",
         "Fn::If",
@@ -128,7 +130,11 @@ class IntrinsicResolver:
         # StorerFunctionAliaslive for AutoPublishAlias: live.
         if any(name.startswith(resource) for resource in self.resources):
             return f"<{name}>"
-        raise TemplateError(f"!Ref {name} names no parameter, pseudo parameter or resource.")
+        raise TemplateError(
+            f"!Ref {name} names no parameter, pseudo parameter or resource of the template. "
+            "Fix the reference in template.yaml, or add the pseudo parameter to "
+            "PSEUDO_PARAMETERS in tools/openapi_export.py."
+        )
 
     def _substitute(self, argument: Any) -> str:
         if isinstance(argument, list):
@@ -192,20 +198,22 @@ def export_openapi(
 def _stack_target(stack_name: str) -> tuple[str, dict[str, str]]:
     """Return the emulator base URL of a deployed stack and its parameter values."""
     sys.path.insert(0, str(ROOT / "tools"))
-    import boto3
-    from local_stack import local_base_url, stack_outputs
+    from local_stack import describe_stack, local_base_url
 
-    described = boto3.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"][0]
+    stack = describe_stack(stack_name)
+    outputs = {item["OutputKey"]: item["OutputValue"] for item in stack.get("Outputs", [])}
     parameters = {
-        item["ParameterKey"]: item["ParameterValue"] for item in described.get("Parameters", [])
+        item["ParameterKey"]: item["ParameterValue"] for item in stack.get("Parameters", [])
     }
-    return local_base_url(stack_outputs(stack_name)), parameters
+    return local_base_url(outputs), parameters
 
 
 def _parameter(text: str) -> tuple[str, str]:
     name, separator, value = text.partition("=")
     if not separator or not name:
-        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+        raise argparse.ArgumentTypeError(
+            f"invalid value {text!r}: expected NAME=VALUE, such as StageName=v1"
+        )
     return name, value
 
 
@@ -215,7 +223,10 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--template", type=Path, default=DEFAULT_TEMPLATE, help="SAM template to read"
+        "--template",
+        type=Path,
+        default=DEFAULT_TEMPLATE,
+        help="SAM template to read (default: template.yaml)",
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--server-url", help="API base URL for the servers entry")
