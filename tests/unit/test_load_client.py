@@ -13,7 +13,7 @@ from bench import load_client
 
 
 class DroppingPostsHandler(BaseHTTPRequestHandler):
-    """Close the connection on every POST without a response, and answer every GET with 200."""
+    """Close the connection on every POST without a response, and return 200 for every GET."""
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's method name)
         self.rfile.read(int(self.headers["Content-Length"]))
